@@ -1,0 +1,43 @@
+# The two commands: `make demo` and `make test`. Both install what they need
+# (scripts/install-deps: Debian packages, librdkafka from Debian's source
+# archive, cached under $(KC_CACHE)) and build into build/.
+KC_CACHE ?= $(HOME)/.cache/kc
+BUILD ?= build
+BUILD_TYPE ?= RelWithDebInfo
+export KC_CACHE
+
+.PHONY: all deps build test unit demo bench asan clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
+	  -DCMAKE_PREFIX_PATH=$(KC_CACHE)/librdkafka >/dev/null
+	@cmake --build $(BUILD)
+
+# ASan+UBSan build of the unit and mock tests.
+asan: deps
+	@cmake -S . -B $(BUILD)-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKC_SANITIZE=ON \
+	  -DCMAKE_PREFIX_PATH=$(KC_CACHE)/librdkafka >/dev/null
+	@cmake --build $(BUILD)-asan
+	@cd $(BUILD)-asan && ctest -L 'unit|mock' --output-on-failure
+
+# Every test: unit, mock (librdkafka mock cluster) and integration (a real
+# Apache Kafka broker started by scripts/kafka on loopback).
+test: build asan
+	@scripts/run-tests $(BUILD)
+
+unit: build
+	@cd $(BUILD) && ctest -L unit --output-on-failure
+
+demo: build
+	@scripts/demo $(BUILD)
+
+bench: build
+	@bench/run
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-asan

@@ -1,0 +1,76 @@
+// kc::ConsumerConfig: kc's own settings plus librdkafka properties passed through.
+//
+// Sources, lowest precedence first: defaults, a TOML file, KC_* environment
+// variables, command-line flags. Every source goes through set(), so every
+// source gets the same validation and the same error text, which names the key.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kc {
+
+/// When kc commits in steady state (asynchronously): after `every_messages`
+/// done messages or after `interval`, whichever comes first. Revoke and
+/// shutdown always commit synchronously.
+struct CommitPolicy {
+  std::size_t every_messages = 500;
+  std::chrono::milliseconds interval{5000};
+};
+
+/// Settings of a kc consumer. Keys (for files, env and set()):
+///
+/// | key                   | env                      | meaning                                   |
+/// |-----------------------|--------------------------|-------------------------------------------|
+/// | bootstrap_servers     | KC_BOOTSTRAP_SERVERS     | empty: the embedded (mock) broker         |
+/// | group                 | KC_GROUP                 | consumer group id (required)              |
+/// | topics                | KC_TOPICS                | comma list; `^...` is a regex             |
+/// | from_beginning        | KC_FROM_BEGINNING        | auto.offset.reset=earliest when no commit |
+/// | commit.every_messages | KC_COMMIT_EVERY_MESSAGES | commit policy by count (500)              |
+/// | commit.interval_ms    | KC_COMMIT_INTERVAL_MS    | commit policy by time (5000)              |
+/// | shutdown.timeout_ms   | KC_SHUTDOWN_TIMEOUT_MS   | bound on graceful shutdown (10000)        |
+/// | max_messages          | KC_MAX_MESSAGES          | stop cleanly after N messages (0: never)  |
+/// | idle_exit_ms          | KC_IDLE_EXIT_MS          | stop after N ms without a message, counted|
+/// |                       |                          | from the first assignment (0: never)      |
+/// | librdkafka.<prop>     | KC_LIBRDKAFKA_<PROP>     | any librdkafka property; in the env name  |
+/// |                       |                          | `_` stands for `.` (fetch_max_bytes)      |
+///
+/// In a TOML file, `commit.every_messages` is `every_messages` in a `[commit]`
+/// table and librdkafka properties sit in a `[librdkafka]` table with quoted keys.
+struct ConsumerConfig {
+  std::string bootstrap_servers;
+  std::string group;
+  std::vector<std::string> topics;
+  bool from_beginning = false;
+  CommitPolicy commit;
+  std::chrono::milliseconds shutdown_timeout{10000};
+  std::uint64_t max_messages = 0;
+  std::chrono::milliseconds idle_exit{0};
+  /// librdkafka properties, passed through after validation.
+  std::map<std::string, std::string> librdkafka;
+
+  /// Sets one key from its text form. Throws kc::Error (config_unknown_key,
+  /// config_invalid_value, config_forbidden) whose message names the key and
+  /// `source` (e.g. "flag", "env KC_GROUP", "file kc.toml").
+  void set(std::string_view key, std::string_view value, std::string_view source = "set");
+
+  /// Reads a TOML file. Throws kc::Error naming the file, line and key.
+  void load_file(const std::filesystem::path& path);
+
+  /// Reads KC_* variables from `envp` (a null-terminated array like `environ`).
+  /// Variables named KC_CACHE, KC_KAFKA_*, KC_TEST_* and KC_BENCH_* belong to
+  /// kc's scripts and are ignored; any other unknown KC_* name is an error.
+  void load_env(const char* const* envp);
+
+  /// Checks what a consumer needs (group, topics) and that every librdkafka
+  /// property is known to librdkafka with a valid value. Throws kc::Error
+  /// naming the key. Does not block.
+  void validate() const;
+};
+
+}  // namespace kc

@@ -1,0 +1,118 @@
+// kc::Consumer: the poll loop, at-least-once commits and rebalance handling
+// around a user handler.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "kc/config.hpp"
+#include "kc/message.hpp"
+#include "kc/types.hpp"
+
+namespace kc {
+
+/// The user's code: called once per record, on the poll thread, in offset
+/// order per partition. Return Outcome::done when the record is processed.
+/// Throwing (any exception), or returning retry or dead, stops that partition
+/// (it is paused, nothing at or past the record is committed, other
+/// partitions go on) and the error is logged with topic, partition and
+/// offset. The retry and dead-letter machinery builds on this outcome.
+using Handler = std::function<Outcome(const Message&)>;
+
+/// Optional hooks. All run on the poll thread; none may call back into the
+/// Consumer except stop(). Exceptions thrown by hooks are caught and logged.
+struct ConsumerHooks {
+  /// Partitions were assigned (after offsets from `stored_offset` were applied).
+  std::function<void(std::span<const TopicPartition>)> on_assign;
+  /// Partitions are being revoked; their done offsets were committed synchronously.
+  std::function<void(std::span<const TopicPartition>)> on_revoke;
+  /// Partitions were lost (session timeout, fencing): nothing was committed for them.
+  std::function<void(std::span<const TopicPartition>)> on_lost;
+  /// Returns the offset to start from for a newly assigned partition when the
+  /// application keeps offsets itself (a database, say); nullopt uses the
+  /// group's committed offset.
+  std::function<std::optional<Offset>(const TopicPartition&)> stored_offset;
+  /// Called before every commit (async, revoke, shutdown) so a sink can make
+  /// what it wrote durable first. Blocking here delays the commit, not the
+  /// correctness.
+  std::function<void()> before_commit;
+};
+
+/// What a run did, for summaries and tests.
+struct RunStats {
+  std::uint64_t consumed = 0;        ///< records handed to the handler
+  std::uint64_t done = 0;            ///< records whose handler returned done
+  std::uint64_t failed = 0;          ///< records that stopped their partition
+  std::uint64_t commits_ok = 0;      ///< commit requests the broker acknowledged
+  std::uint64_t commits_failed = 0;  ///< commit requests that failed (retried later)
+  std::chrono::steady_clock::duration busy{};  ///< from first assignment to the last record handled
+  /// Last acknowledged committed offset (next offset to read) per partition.
+  std::map<TopicPartition, Offset> committed;
+};
+
+/// Why run() returned.
+enum class StopReason {
+  requested,     ///< stop() was called (e.g. SIGTERM)
+  max_messages,  ///< the max_messages limit was reached
+  idle,          ///< idle_exit passed without a message
+  fatal,         ///< librdkafka reported a fatal error (see RunResult::error)
+};
+
+struct RunResult {
+  StopReason reason = StopReason::requested;
+  std::string error;  ///< set for StopReason::fatal
+  RunStats stats;
+};
+
+/// A consumer group member that runs `handler` on every record of its
+/// assigned partitions and commits what is done.
+///
+/// Threads: construct anywhere; run() makes the calling thread the poll
+/// thread, the only one that touches the librdkafka handle. stop() and
+/// stop_now() may be called from any thread and from a signal handler.
+class Consumer {
+ public:
+  /// Validates `config` and creates the librdkafka consumer (no network I/O
+  /// yet). When `config.bootstrap_servers` is empty, an embedded mock broker
+  /// is started in-process and owned by this object. Throws kc::Error.
+  Consumer(ConsumerConfig config, Handler handler, ConsumerHooks hooks = {});
+  /// Closes without committing if run() was never called. Never throws.
+  ~Consumer();
+  Consumer(const Consumer&) = delete;
+  Consumer& operator=(const Consumer&) = delete;
+
+  /// Subscribes and runs the poll loop on the calling thread until stop(),
+  /// max_messages, idle_exit or a fatal error; then commits synchronously
+  /// what is done and closes the consumer (leaves the group), all bounded by
+  /// shutdown_timeout. Blocks for the whole run. Call at most once.
+  /// Throws kc::Error only for setup failures (e.g. subscribe rejected).
+  RunResult run();
+
+  /// Asks run() to finish gracefully. Async-signal-safe, any thread.
+  void stop() noexcept;
+  /// Asks run() to return at once: no further commit, the group is left by
+  /// session timeout. Async-signal-safe, any thread.
+  void stop_now() noexcept;
+
+  /// The bootstrap servers in use (the embedded broker's when it runs).
+  const std::string& bootstrap_servers() const noexcept;
+
+  struct Impl;  // opaque; declared public only so librdkafka's C callbacks can reach it
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Installs SIGINT/SIGTERM handlers: the first signal calls consumer.stop(),
+/// a second one calls stop_now() and _exits with 130 straight away. Only one
+/// consumer at a time; calling it again replaces the target.
+void stop_on_signals(Consumer& consumer) noexcept;
+
+}  // namespace kc

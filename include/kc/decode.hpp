@@ -1,0 +1,44 @@
+// Decoders: turn a record's bytes into a checked form. A decode failure is a
+// value (with a reason), never an exception or a crash.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "kc/message.hpp"
+
+namespace kc {
+
+/// Limits that every decoder enforces, so hostile input cannot exhaust memory
+/// or the stack.
+struct DecodeLimits {
+  std::size_t max_bytes = 16u << 20;  ///< larger inputs fail to decode
+  std::size_t max_depth = 128;        ///< nesting depth of JSON arrays/objects
+};
+
+/// Validates JSON (full RFC 8259 grammar and UTF-8, via simdjson) and appends
+/// its minified text to an output buffer (one line, safe to embed in JSONL).
+/// Not thread-safe: one per thread; it keeps its buffers between calls, so
+/// steady-state decoding does not allocate.
+class JsonDecoder {
+ public:
+  explicit JsonDecoder(DecodeLimits limits = {});
+  ~JsonDecoder();
+  JsonDecoder(const JsonDecoder&) = delete;
+  JsonDecoder& operator=(const JsonDecoder&) = delete;
+
+  /// On success appends the minified JSON to `out` and returns true. On
+  /// failure leaves `out` as it was, sets `error` to a one-line reason and
+  /// returns false. Never throws except std::bad_alloc.
+  bool decode(Bytes in, std::string& out, std::string& error);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// True when `b` is valid UTF-8.
+bool is_valid_utf8(Bytes b) noexcept;
+
+}  // namespace kc

@@ -1,0 +1,44 @@
+// Sinks: where `kc consume` (or an application) writes processed records.
+#pragma once
+
+#include <memory>
+#include <string_view>
+
+#include "kc/message.hpp"
+
+namespace kc {
+
+enum class KeyFormat { raw, string };
+enum class ValueFormat { raw, string, json };
+
+/// The value as decoded by the caller: for ValueFormat::json, `json` holds the
+/// minified document; when decoding failed `error` says why (and the sink
+/// writes the original bytes in base64 next to it, so nothing is lost).
+struct DecodedValue {
+  std::string_view json;
+  std::string_view error;
+};
+
+/// A destination for records. write() may buffer; flush() makes everything
+/// written so far durable as far as the sink can (for files: handed to the
+/// kernel with write(2), whole lines only). The consumer calls flush() before
+/// every commit, so a committed offset is never ahead of the sink.
+/// Threads: one thread at a time. Errors: kc::Error (errc::io) from write()
+/// and flush(); a failed write must stop the consumer, not be skipped.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual void write(const Message& m, const DecodedValue& v) = 0;
+  virtual void flush() = 0;
+};
+
+/// Creates a sink from its spec: `stdout`, `jsonl:PATH` (appends; creates the
+/// file) or `null` (discards). JSON-lines sinks write one object per record:
+/// {"topic","partition","offset","timestamp","key","headers","value"}; keys
+/// and values in base64 for the raw format, as JSON strings for string (base64
+/// with a "key_encoding"/"value_encoding" field when not valid UTF-8), and the
+/// parsed document for json. Throws kc::Error naming the spec when it is
+/// unknown or the file cannot be opened.
+std::unique_ptr<Sink> make_sink(std::string_view spec, KeyFormat key, ValueFormat value);
+
+}  // namespace kc

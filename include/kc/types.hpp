@@ -1,0 +1,42 @@
+// Small value types shared by the public API.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace kc {
+
+/// A partition number. A strong type so it cannot be mixed up with an offset.
+enum class Partition : std::int32_t {};
+/// A Kafka offset (position of a record in its partition).
+enum class Offset : std::int64_t {};
+
+constexpr std::int32_t to_int(Partition p) noexcept { return static_cast<std::int32_t>(p); }
+constexpr std::int64_t to_int(Offset o) noexcept { return static_cast<std::int64_t>(o); }
+
+/// A topic and a partition: the unit of assignment, ordering and commit.
+struct TopicPartition {
+  std::string topic;
+  Partition partition{};
+
+  friend auto operator<=>(const TopicPartition&, const TopicPartition&) = default;
+  friend bool operator==(const TopicPartition&, const TopicPartition&) = default;
+};
+
+/// What became of a message after its handler ran.
+enum class Outcome {
+  done,   ///< processed: the message may be committed
+  retry,  ///< transient failure: deliver it again later (never committed before that)
+  dead,   ///< permanent failure: it belongs in the dead-letter topic
+};
+
+}  // namespace kc
+
+template <>
+struct std::hash<kc::TopicPartition> {
+  std::size_t operator()(const kc::TopicPartition& tp) const noexcept {
+    return std::hash<std::string>{}(tp.topic) * 31u + static_cast<std::size_t>(kc::to_int(tp.partition));
+  }
+};

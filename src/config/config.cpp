@@ -1,0 +1,276 @@
+#include "kc/config.hpp"
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <functional>
+#include <string>
+#include <toml++/toml.h>
+
+#include "kc/error.hpp"
+#include "rdkafka/handles.hpp"
+
+namespace kc {
+namespace {
+
+constexpr std::string_view kRdkafkaPrefix = "librdkafka.";
+
+[[noreturn]] void invalid(std::string_view key, std::string_view source, std::string_view why) {
+  throw Error(errc::config_invalid_value,
+              std::string(key) + " (" + std::string(source) + "): " + std::string(why));
+}
+
+std::uint64_t parse_uint(std::string_view key, std::string_view value, std::string_view source) {
+  std::uint64_t out = 0;
+  const auto* end = value.data() + value.size();
+  const auto [p, ec] = std::from_chars(value.data(), end, out);
+  if (ec != std::errc{} || p != end || value.empty()) {
+    invalid(key, source, "expected a non-negative integer, got '" + std::string(value) + "'");
+  }
+  return out;
+}
+
+bool parse_bool(std::string_view key, std::string_view value, std::string_view source) {
+  std::string v(value);
+  std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (v == "true" || v == "1" || v == "yes" || v == "on") {
+    return true;
+  }
+  if (v == "false" || v == "0" || v == "no" || v == "off") {
+    return false;
+  }
+  invalid(key, source, "expected true or false, got '" + std::string(value) + "'");
+}
+
+std::vector<std::string> parse_list(std::string_view value) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= value.size()) {
+    std::size_t comma = value.find(',', start);
+    if (comma == std::string_view::npos) {
+      comma = value.size();
+    }
+    std::string item(value.substr(start, comma - start));
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) {
+      out.push_back(std::move(item));
+    }
+    start = comma + 1;
+  }
+  return out;
+}
+
+using Setter = void (*)(ConsumerConfig&, std::string_view key, std::string_view value, std::string_view source);
+
+struct KeyDef {
+  std::string_view key;
+  Setter set;
+};
+
+// The one list of kc's own keys: set(), the file reader and the env reader use it.
+constexpr KeyDef kKeys[] = {
+    {"bootstrap_servers",
+     [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
+       c.bootstrap_servers = std::string(v);
+     }},
+    {"group",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       if (v.empty()) {
+         invalid(k, s, "must not be empty");
+       }
+       c.group = std::string(v);
+     }},
+    {"topics",
+     [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
+       c.topics = parse_list(v);
+     }},
+    {"from_beginning",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       c.from_beginning = parse_bool(k, v, s);
+     }},
+    {"commit.every_messages",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       const auto n = parse_uint(k, v, s);
+       if (n == 0) {
+         invalid(k, s, "must be at least 1");
+       }
+       c.commit.every_messages = n;
+     }},
+    {"commit.interval_ms",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       const auto n = parse_uint(k, v, s);
+       if (n == 0) {
+         invalid(k, s, "must be at least 1");
+       }
+       c.commit.interval = std::chrono::milliseconds(n);
+     }},
+    {"shutdown.timeout_ms",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       c.shutdown_timeout = std::chrono::milliseconds(parse_uint(k, v, s));
+     }},
+    {"max_messages",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       c.max_messages = parse_uint(k, v, s);
+     }},
+    {"idle_exit_ms",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       c.idle_exit = std::chrono::milliseconds(parse_uint(k, v, s));
+     }},
+};
+
+// Properties kc owns: at-least-once depends on them being off.
+void check_owned_property(std::string_view prop, std::string_view value, std::string_view source) {
+  if (prop == "enable.auto.commit" || prop == "enable.auto.offset.store") {
+    std::string key = std::string(kRdkafkaPrefix) + std::string(prop);
+    std::string v(value);
+    std::transform(v.begin(), v.end(), v.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    if (v != "false") {
+      throw Error(errc::config_forbidden,
+                  key + " (" + std::string(source) +
+                      "): kc commits only what is done (at-least-once); auto commit and auto "
+                      "offset store must stay false, use commit.every_messages / commit.interval_ms");
+    }
+  }
+}
+
+std::string env_name_of(std::string_view key) {
+  std::string out = "KC_";
+  for (char ch : key) {
+    out.push_back(ch == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch))));
+  }
+  return out;
+}
+
+bool is_script_variable(std::string_view name) {
+  return name == "KC_CACHE" || name.starts_with("KC_KAFKA_") || name.starts_with("KC_TEST_") ||
+         name.starts_with("KC_BENCH_");
+}
+
+std::string toml_to_text(const toml::node& node, std::string_view key, std::string_view source) {
+  if (const auto* s = node.as_string()) {
+    return s->get();
+  }
+  if (const auto* i = node.as_integer()) {
+    return std::to_string(i->get());
+  }
+  if (const auto* b = node.as_boolean()) {
+    return b->get() ? "true" : "false";
+  }
+  if (const auto* a = node.as_array()) {
+    std::string out;
+    for (const auto& el : *a) {
+      if (!out.empty()) {
+        out += ',';
+      }
+      out += toml_to_text(el, key, source);
+    }
+    return out;
+  }
+  invalid(key, source, "unsupported TOML value type (use a string, integer, boolean or array)");
+}
+
+void flatten(ConsumerConfig& cfg, const toml::table& table, const std::string& prefix,
+             const std::string& file) {
+  for (const auto& [k, node] : table) {
+    const std::string key = prefix + std::string(k.str());
+    const std::string source =
+        "file " + file + ":" + std::to_string(node.source().begin.line);
+    if (const auto* sub = node.as_table(); sub != nullptr) {
+      flatten(cfg, *sub, key + ".", file);
+      continue;
+    }
+    cfg.set(key, toml_to_text(node, key, source), source);
+  }
+}
+
+}  // namespace
+
+void ConsumerConfig::set(std::string_view key, std::string_view value, std::string_view source) {
+  if (key.starts_with(kRdkafkaPrefix)) {
+    const auto prop = key.substr(kRdkafkaPrefix.size());
+    if (prop.empty()) {
+      throw Error(errc::config_unknown_key, std::string(key) + " (" + std::string(source) +
+                                                "): empty librdkafka property name");
+    }
+    check_owned_property(prop, value, source);
+    librdkafka[std::string(prop)] = std::string(value);
+    return;
+  }
+  for (const auto& def : kKeys) {
+    if (def.key == key) {
+      def.set(*this, key, value, source);
+      return;
+    }
+  }
+  throw Error(errc::config_unknown_key,
+              std::string(key) + " (" + std::string(source) +
+                  "): unknown configuration key (librdkafka properties go under librdkafka.)");
+}
+
+void ConsumerConfig::load_file(const std::filesystem::path& path) {
+  toml::table table;
+  try {
+    table = toml::parse_file(path.string());
+  } catch (const toml::parse_error& e) {
+    throw Error(errc::config_invalid_value,
+                "file " + path.string() + ":" + std::to_string(e.source().begin.line) + ": " +
+                    std::string(e.description()));
+  }
+  flatten(*this, table, "", path.string());
+}
+
+void ConsumerConfig::load_env(const char* const* envp) {
+  for (; envp != nullptr && *envp != nullptr; ++envp) {
+    const std::string_view entry(*envp);
+    if (!entry.starts_with("KC_")) {
+      continue;
+    }
+    const auto eq = entry.find('=');
+    const auto name = entry.substr(0, eq);
+    const auto value = eq == std::string_view::npos ? std::string_view{} : entry.substr(eq + 1);
+    if (is_script_variable(name)) {
+      continue;
+    }
+    const std::string source = "env " + std::string(name);
+    if (name.starts_with("KC_LIBRDKAFKA_")) {
+      std::string prop(name.substr(14));
+      for (auto& ch : prop) {
+        ch = ch == '_' ? '.' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      }
+      set(std::string(kRdkafkaPrefix) + prop, value, source);
+      continue;
+    }
+    bool known = false;
+    for (const auto& def : kKeys) {
+      if (env_name_of(def.key) == name) {
+        set(def.key, value, source);
+        known = true;
+        break;
+      }
+    }
+    if (!known) {
+      throw Error(errc::config_unknown_key,
+                  std::string(name) + " (env): unknown KC_ variable; kc's keys are e.g. KC_GROUP, "
+                                      "KC_TOPICS, KC_COMMIT_EVERY_MESSAGES, KC_LIBRDKAFKA_<PROP>");
+    }
+  }
+}
+
+void ConsumerConfig::validate() const {
+  if (group.empty()) {
+    throw Error(errc::config_missing, "group: a consumer group is required");
+  }
+  if (topics.empty()) {
+    throw Error(errc::config_missing, "topics: at least one topic (or ^regex) is required");
+  }
+  // librdkafka knows its own properties best: apply them to a scratch conf.
+  detail::ConfPtr conf(rd_kafka_conf_new());
+  for (const auto& [k, v] : librdkafka) {
+    detail::conf_set(conf.get(), k, v);
+  }
+}
+
+}  // namespace kc

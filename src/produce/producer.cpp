@@ -1,0 +1,124 @@
+#include "kc/producer.hpp"
+
+#include <librdkafka/rdkafka.h>
+#include <spdlog/spdlog.h>
+
+#include "kc/embedded.hpp"
+#include "kc/error.hpp"
+#include "rdkafka/handles.hpp"
+
+namespace kc {
+
+struct Producer::Impl {
+  // The embedded broker (if any) must outlive the handle: declared first.
+  std::unique_ptr<EmbeddedBroker> embedded;
+  std::string bootstrap;
+  detail::HandlePtr rk;
+  DeliveryStats stats;
+};
+
+namespace {
+void delivery_trampoline(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) noexcept {
+  auto* s = static_cast<Producer::Impl*>(opaque);
+  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    ++s->stats.delivered;
+  } else {
+    ++s->stats.failed;
+    try {
+      s->stats.last_error = rd_kafka_err2str(m->err);
+    } catch (...) {
+    }
+  }
+}
+
+void log_trampoline(const rd_kafka_t*, int level, const char* fac, const char* buf) noexcept {
+  try {
+    spdlog::log(level <= 3 ? spdlog::level::err : level == 4 ? spdlog::level::warn : spdlog::level::info,
+                "librdkafka {}: {}", fac, buf);
+  } catch (...) {
+  }
+}
+}  // namespace
+
+Producer::Producer(ProducerConfig config) : impl_(std::make_unique<Impl>()) {
+  if (config.bootstrap_servers.empty()) {
+    impl_->embedded = std::make_unique<EmbeddedBroker>(1);
+    impl_->bootstrap = impl_->embedded->bootstrap_servers();
+    spdlog::warn("kc: no bootstrap servers given: producing to an embedded mock broker at {} "
+                 "(in-process, data is lost on exit)",
+                 impl_->bootstrap);
+  } else {
+    impl_->bootstrap = config.bootstrap_servers;
+  }
+  detail::ConfPtr conf(rd_kafka_conf_new());
+  detail::conf_set(conf.get(), "bootstrap.servers", impl_->bootstrap);
+  detail::conf_set(conf.get(), "enable.idempotence", "true");
+  detail::conf_set(conf.get(), "acks", "all");
+  detail::conf_set(conf.get(), "linger.ms", "5");
+  for (const auto& [k, v] : config.librdkafka) {
+    detail::conf_set(conf.get(), k, v);
+  }
+  rd_kafka_conf_set_dr_msg_cb(conf.get(), delivery_trampoline);
+  rd_kafka_conf_set_log_cb(conf.get(), log_trampoline);
+  rd_kafka_conf_set_opaque(conf.get(), impl_.get());
+  impl_->rk = detail::make_handle(RD_KAFKA_PRODUCER, std::move(conf));
+}
+
+Producer::~Producer() {
+  if (impl_ && impl_->rk) {
+    rd_kafka_flush(impl_->rk.get(), 10000);
+  }
+}
+
+void Producer::produce(std::string_view topic, std::optional<Bytes> key, std::optional<Bytes> value,
+                       std::int32_t partition, const std::vector<std::pair<std::string, std::string>>& headers) {
+  const std::string t(topic);
+  // Locals, not expressions: the RD_KAFKA_V_* macros cast their arguments.
+  void* key_ptr = key ? const_cast<std::byte*>(key->data()) : nullptr;
+  const std::size_t key_len = key ? key->size() : 0;
+  void* value_ptr = value ? const_cast<std::byte*>(value->data()) : nullptr;
+  const std::size_t value_len = value ? value->size() : 0;
+  for (;;) {
+    rd_kafka_headers_t* hdrs = nullptr;
+    if (!headers.empty()) {
+      hdrs = rd_kafka_headers_new(headers.size());
+      for (const auto& [n, v] : headers) {
+        rd_kafka_header_add(hdrs, n.data(), static_cast<ssize_t>(n.size()), v.data(), static_cast<ssize_t>(v.size()));
+      }
+    }
+    const auto err = rd_kafka_producev(
+        impl_->rk.get(), RD_KAFKA_V_TOPIC(t.c_str()), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(key_ptr, key_len), RD_KAFKA_V_VALUE(value_ptr, value_len),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return;
+    }
+    if (hdrs != nullptr) {
+      rd_kafka_headers_destroy(hdrs);  // not taken over on failure
+    }
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      rd_kafka_poll(impl_->rk.get(), 100);
+      continue;
+    }
+    char buf[512] = {0};
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+      rd_kafka_fatal_error(impl_->rk.get(), buf, sizeof buf);
+    }
+    throw Error(err == RD_KAFKA_RESP_ERR__FATAL ? errc::kafka_fatal : errc::kafka,
+                "produce to " + t + " failed: " + rd_kafka_err2str(err) + (buf[0] != 0 ? std::string(": ") + buf : ""),
+                err == RD_KAFKA_RESP_ERR__FATAL);
+  }
+}
+
+void Producer::poll() { rd_kafka_poll(impl_->rk.get(), 0); }
+
+bool Producer::flush(std::chrono::milliseconds timeout) {
+  return rd_kafka_flush(impl_->rk.get(), static_cast<int>(timeout.count())) == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+const DeliveryStats& Producer::stats() const noexcept { return impl_->stats; }
+std::size_t Producer::in_flight() const noexcept { return static_cast<std::size_t>(rd_kafka_outq_len(impl_->rk.get())); }
+const std::string& Producer::bootstrap_servers() const noexcept { return impl_->bootstrap; }
+
+}  // namespace kc

@@ -1,0 +1,195 @@
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fmt/format.h>
+#include <string>
+
+#include "kc/decode.hpp"
+#include "kc/error.hpp"
+#include "kc/sink.hpp"
+
+namespace kc {
+namespace {
+
+void append_base64(std::string& out, Bytes b) {
+  const std::size_t at = out.size();
+  out.resize(at + 4 * ((b.size() + 2) / 3) + 1);
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + at),
+                                reinterpret_cast<const unsigned char*>(b.data()), static_cast<int>(b.size()));
+  out.resize(at + static_cast<std::size_t>(n));
+}
+
+// JSON string body for valid UTF-8 input: escapes quotes, backslashes and
+// control characters; everything else passes through.
+void append_escaped(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::size_t run = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') {
+      continue;
+    }
+    out.append(s.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        out += "\\u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 0xf];
+    }
+  }
+  out.append(s.data() + run, s.size() - run);
+}
+
+void append_string(std::string& out, std::string_view s) {
+  out += '"';
+  append_escaped(out, s);
+  out += '"';
+}
+
+// A field as text when the format allows and the bytes are UTF-8, else base64
+// with an "<name>_encoding":"base64" marker so a reader can tell.
+void append_bytes_field(std::string& out, std::string_view name, const std::optional<Bytes>& b, bool textual) {
+  out += '"';
+  out += name;
+  out += "\":";
+  if (!b) {
+    out += "null";
+    return;
+  }
+  if (textual && is_valid_utf8(*b)) {
+    append_string(out, kc::as_text(*b));
+    return;
+  }
+  out += '"';
+  append_base64(out, *b);
+  out += '"';
+  if (textual) {
+    out += ",\"";
+    out += name;
+    out += "_encoding\":\"base64\"";
+  }
+}
+
+class JsonLinesSink final : public Sink {
+ public:
+  JsonLinesSink(int fd, bool owns, std::string name, KeyFormat key, ValueFormat value)
+      : fd_(fd), owns_(owns), name_(std::move(name)), key_(key), value_(value) {
+    buf_.reserve(kFlushAt + 4096);
+  }
+  ~JsonLinesSink() override {
+    try {
+      flush();
+    } catch (...) {
+    }
+    if (owns_) {
+      ::close(fd_);
+    }
+  }
+
+  void write(const Message& m, const DecodedValue& v) override {
+    const auto ts = m.timestamp();
+    fmt::format_to(std::back_inserter(buf_), R"({{"topic":)");
+    append_string(buf_, m.topic());
+    fmt::format_to(std::back_inserter(buf_), R"(,"partition":{},"offset":{},"timestamp":{},)",
+                   to_int(m.partition()), to_int(m.offset()), ts.ms);
+    append_bytes_field(buf_, "key", m.key(), key_ == KeyFormat::string);
+    buf_ += R"(,"headers":[)";
+    const auto hs = m.headers();
+    for (std::size_t i = 0; i < hs.size(); ++i) {
+      const auto h = hs.at(i);
+      buf_ += i == 0 ? "[" : ",[";
+      append_string(buf_, h.name);
+      buf_ += ',';
+      if (!h.value) {
+        buf_ += "null";
+      } else if (is_valid_utf8(*h.value)) {
+        append_string(buf_, as_text(*h.value));
+      } else {
+        buf_ += R"({"base64":")";
+        append_base64(buf_, *h.value);
+        buf_ += R"("})";
+      }
+      buf_ += ']';
+    }
+    buf_ += "],";
+    if (value_ == ValueFormat::json && v.error.empty() && m.value()) {
+      buf_ += R"("value":)";
+      buf_ += v.json;
+    } else {
+      append_bytes_field(buf_, "value", m.value(), value_ == ValueFormat::string);
+      if (!v.error.empty()) {
+        buf_ += R"(,"error":)";
+        append_string(buf_, v.error);
+      }
+    }
+    buf_ += "}\n";
+    if (buf_.size() >= kFlushAt) {
+      flush();
+    }
+  }
+
+  void flush() override {
+    // The buffer holds whole lines only, so a kill between two write(2)
+    // calls never leaves half a record in the file.
+    std::size_t done = 0;
+    while (done < buf_.size()) {
+      const auto n = ::write(fd_, buf_.data() + done, buf_.size() - done);
+      if (n < 0) {
+        if (errno == EINTR) {
+          continue;
+        }
+        throw Error(errc::io, "sink " + name_ + ": write failed: " + std::strerror(errno), true);
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    buf_.clear();
+  }
+
+ private:
+  static constexpr std::size_t kFlushAt = 1u << 20;
+
+  int fd_;
+  bool owns_;
+  std::string name_;
+  KeyFormat key_;
+  ValueFormat value_;
+  std::string buf_;
+};
+
+class NullSink final : public Sink {
+ public:
+  void write(const Message&, const DecodedValue&) override {}
+  void flush() override {}
+};
+
+}  // namespace
+
+std::unique_ptr<Sink> make_sink(std::string_view spec, KeyFormat key, ValueFormat value) {
+  if (spec == "null") {
+    return std::make_unique<NullSink>();
+  }
+  if (spec == "stdout") {
+    return std::make_unique<JsonLinesSink>(STDOUT_FILENO, false, "stdout", key, value);
+  }
+  if (spec.starts_with("jsonl:") && spec.size() > 6) {
+    const std::string path(spec.substr(6));
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      throw Error(errc::io, "sink " + std::string(spec) + ": cannot open: " + std::strerror(errno));
+    }
+    return std::make_unique<JsonLinesSink>(fd, true, path, key, value);
+  }
+  throw Error(errc::config_invalid_value,
+              "sink: unknown sink '" + std::string(spec) + "' (use stdout, jsonl:PATH or null)");
+}
+
+}  // namespace kc

@@ -1,0 +1,685 @@
+// The poll loop. One thread (the caller of run()) owns the librdkafka
+// consumer handle and makes every call on it; librdkafka's callbacks
+// (rebalance, commit, error, log with log.queue=true) are served from
+// rd_kafka_consumer_poll on that same thread.
+#include "kc/consumer.hpp"
+
+#include <librdkafka/rdkafka.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstring>
+#include <set>
+#include <unistd.h>
+#include <unordered_map>
+#include <vector>
+
+#include "kc/embedded.hpp"
+#include "kc/error.hpp"
+#include "offsets/tracker.hpp"
+#include "rdkafka/handles.hpp"
+
+namespace kc {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<TopicPartition> to_vector(const rd_kafka_topic_partition_list_t* parts) {
+  std::vector<TopicPartition> out;
+  out.reserve(static_cast<std::size_t>(parts->cnt));
+  for (int i = 0; i < parts->cnt; ++i) {
+    out.push_back({parts->elems[i].topic, Partition{parts->elems[i].partition}});
+  }
+  return out;
+}
+
+std::string describe(const std::vector<TopicPartition>& tps) {
+  std::string out;
+  for (const auto& tp : tps) {
+    if (!out.empty()) {
+      out += ' ';
+    }
+    out += tp.topic + "[" + std::to_string(to_int(tp.partition)) + "]";
+  }
+  return out;
+}
+
+spdlog::level::level_enum spdlog_level(int syslog_level) {
+  if (syslog_level <= 3) {
+    return spdlog::level::err;
+  }
+  if (syslog_level == 4) {
+    return spdlog::level::warn;
+  }
+  if (syslog_level <= 6) {
+    return spdlog::level::info;
+  }
+  return spdlog::level::debug;
+}
+
+template <typename Fn>
+void run_hook(const char* name, Fn&& fn) noexcept {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    spdlog::error("kc: {} hook threw: {}", name, e.what());
+  } catch (...) {
+    spdlog::error("kc: {} hook threw a non-standard exception", name);
+  }
+}
+
+}  // namespace
+
+struct Consumer::Impl {
+  struct PartitionState {
+    TopicPartition tp;
+    detail::PartitionOffsets offsets;
+    std::int64_t acked = -1;  // last commit point the broker acknowledged
+    bool halted = false;      // a handler failed here: paused, nothing past it is done
+  };
+
+  ConsumerConfig config;
+  Handler handler;
+  ConsumerHooks hooks;
+
+  // Member order encodes lifetime: the embedded broker (if any) must outlive
+  // the consumer handle that talks to it, so it is declared first and
+  // destroyed last.
+  std::unique_ptr<EmbeddedBroker> embedded;
+  std::string bootstrap;
+  detail::HandlePtr rk;
+  bool closed = false;
+
+  std::unordered_map<TopicPartition, std::unique_ptr<PartitionState>> parts;
+  // One-entry cache: records arrive in runs from one partition.
+  const rd_kafka_topic_t* cache_rkt = nullptr;
+  std::int32_t cache_partition = -1;
+  PartitionState* cache_state = nullptr;
+
+  std::atomic<int> stop_requested{0};  // 1: graceful, 2: at once
+  std::string fatal_error;
+  std::set<std::string> reported_topics;
+
+  std::size_t done_since_commit = 0;
+  Clock::time_point last_commit = Clock::now();
+  std::optional<Clock::time_point> first_assigned;
+  Clock::time_point last_activity = Clock::now();
+  RunStats stats;
+
+  void build();
+  void on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts);
+  void on_commit_result(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets);
+  void on_error(int err, const char* reason);
+  void on_message(rd_kafka_message_t* m);
+  void on_message_error(const rd_kafka_message_t* m);
+  PartitionState* state_of(const rd_kafka_message_t* m);
+  void halt(PartitionState& st, std::int64_t offset, const std::string& why);
+  void drop_state(const std::vector<TopicPartition>& tps);
+
+  detail::PartitionListPtr commit_list(const std::vector<TopicPartition>* only);
+  void maybe_commit(Clock::time_point now);
+  void commit_async();
+  bool commit_sync(const std::vector<TopicPartition>* only, Clock::time_point deadline);
+  void close(Clock::time_point deadline);
+  bool cooperative() const { return std::strcmp(rd_kafka_rebalance_protocol(rk.get()), "COOPERATIVE") == 0; }
+};
+
+// ---------------------------------------------------------------- callbacks
+
+namespace {
+
+void rebalance_trampoline(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
+                          void* opaque) noexcept {
+  try {
+    static_cast<Consumer::Impl*>(opaque)->on_rebalance(err, parts);
+  } catch (const std::exception& e) {
+    spdlog::critical("kc: rebalance handling failed: {}", e.what());
+    static_cast<Consumer::Impl*>(opaque)->fatal_error = std::string("rebalance handling failed: ") + e.what();
+    static_cast<Consumer::Impl*>(opaque)->stop_requested.store(1);
+  }
+}
+
+void commit_trampoline(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets,
+                       void* opaque) noexcept {
+  try {
+    static_cast<Consumer::Impl*>(opaque)->on_commit_result(err, offsets);
+  } catch (...) {
+    spdlog::error("kc: commit result handling failed");
+  }
+}
+
+void error_trampoline(rd_kafka_t*, int err, const char* reason, void* opaque) noexcept {
+  try {
+    static_cast<Consumer::Impl*>(opaque)->on_error(err, reason);
+  } catch (...) {
+    spdlog::error("kc: error handling failed");
+  }
+}
+
+void log_trampoline(const rd_kafka_t*, int level, const char* fac, const char* buf) noexcept {
+  try {
+    spdlog::log(spdlog_level(level), "librdkafka {}: {}", fac, buf);
+  } catch (...) {
+  }
+}
+
+}  // namespace
+
+void Consumer::Impl::build() {
+  config.validate();
+  if (config.bootstrap_servers.empty()) {
+    embedded = std::make_unique<EmbeddedBroker>(1);
+    bootstrap = embedded->bootstrap_servers();
+    spdlog::warn("kc: no bootstrap servers given: using an embedded mock broker at {} (in-process, "
+                 "data is lost on exit)",
+                 bootstrap);
+  } else {
+    bootstrap = config.bootstrap_servers;
+  }
+
+  detail::ConfPtr conf(rd_kafka_conf_new());
+  detail::conf_set(conf.get(), "bootstrap.servers", bootstrap);
+  detail::conf_set(conf.get(), "group.id", config.group);
+  detail::conf_set(conf.get(), "auto.offset.reset", config.from_beginning ? "earliest" : "latest");
+  const bool consumer_protocol = config.librdkafka.contains("group.protocol") &&
+                                 config.librdkafka.at("group.protocol") == "consumer";
+  if (!consumer_protocol && !config.librdkafka.contains("partition.assignment.strategy")) {
+    // Fewer partition movements than eager; KIP-848 assigns on the broker instead.
+    detail::conf_set(conf.get(), "partition.assignment.strategy", "cooperative-sticky");
+  }
+  for (const auto& [k, v] : config.librdkafka) {
+    detail::conf_set(conf.get(), k, v);
+  }
+  // Set last: kc owns these (validated false above); at-least-once depends on them.
+  detail::conf_set(conf.get(), "enable.auto.commit", "false");
+  detail::conf_set(conf.get(), "enable.auto.offset.store", "false");
+  detail::conf_set(conf.get(), "log.queue", "true");
+  rd_kafka_conf_set_log_cb(conf.get(), log_trampoline);
+  rd_kafka_conf_set_rebalance_cb(conf.get(), rebalance_trampoline);
+  rd_kafka_conf_set_offset_commit_cb(conf.get(), commit_trampoline);
+  rd_kafka_conf_set_error_cb(conf.get(), error_trampoline);
+  rd_kafka_conf_set_opaque(conf.get(), this);
+
+  rk = detail::make_handle(RD_KAFKA_CONSUMER, std::move(conf));
+  // Logs, errors and rebalances all arrive on the consumer queue, served by
+  // rd_kafka_consumer_poll on the poll thread.
+  rd_kafka_set_log_queue(rk.get(), nullptr);
+  rd_kafka_poll_set_consumer(rk.get());
+}
+
+void Consumer::Impl::on_error(int err, const char* reason) {
+  const auto code = static_cast<rd_kafka_resp_err_t>(err);
+  if (code == RD_KAFKA_RESP_ERR__FATAL) {
+    char buf[512];
+    const auto orig = rd_kafka_fatal_error(rk.get(), buf, sizeof buf);
+    fatal_error = std::string(rd_kafka_err2name(orig)) + ": " + buf;
+    spdlog::critical("kc: fatal librdkafka error, stopping: {}", fatal_error);
+    stop_requested.store(1);
+    return;
+  }
+  if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+    spdlog::error("kc: all brokers are down ({}): still trying", reason);
+    return;
+  }
+  spdlog::warn("kc: librdkafka: {}: {}", rd_kafka_err2name(code), reason);
+}
+
+void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list) {
+  const bool coop = cooperative();
+  auto tps = to_vector(list);
+  cache_state = nullptr;
+  cache_rkt = nullptr;
+
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    for (int i = 0; i < list->cnt; ++i) {
+      auto& el = list->elems[i];
+      auto st = std::make_unique<PartitionState>();
+      st->tp = tps[static_cast<std::size_t>(i)];
+      if (hooks.stored_offset) {
+        // A failure here must not fall back silently to the group's offset:
+        // it propagates and stops the consumer (see rebalance_trampoline).
+        if (auto off = hooks.stored_offset(st->tp)) {
+          el.offset = to_int(*off);
+        }
+      }
+      parts[st->tp] = std::move(st);
+    }
+    if (coop) {
+      detail::ErrorPtr e(rd_kafka_incremental_assign(rk.get(), list));
+      if (e) {
+        throw Error(errc::kafka, std::string("incremental assign failed: ") + rd_kafka_error_string(e.get()));
+      }
+    } else if (const auto e = rd_kafka_assign(rk.get(), list); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw Error(errc::kafka, std::string("assign failed: ") + rd_kafka_err2str(e));
+    }
+    if (!first_assigned) {
+      first_assigned = Clock::now();
+      last_activity = *first_assigned;
+    }
+    spdlog::info("kc: assigned {} ({})", describe(tps), coop ? "cooperative" : "eager");
+    if (hooks.on_assign) {
+      run_hook("on_assign", [&] { hooks.on_assign(tps); });
+    }
+    return;
+  }
+
+  if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+    if (rd_kafka_assignment_lost(rk.get())) {
+      // Someone else may own them already: committing now could move their
+      // commit point backwards or past their work. Drop everything.
+      spdlog::warn("kc: lost {} (nothing committed for them)", describe(tps));
+      drop_state(tps);
+      if (hooks.on_lost) {
+        run_hook("on_lost", [&] { hooks.on_lost(tps); });
+      }
+    } else {
+      // Handlers run on this thread, so nothing is in flight: commit what is done.
+      const auto deadline = Clock::now() + config.shutdown_timeout;
+      if (!commit_sync(&tps, deadline)) {
+        spdlog::warn("kc: commit on revoke of {} did not complete; the next owner re-reads from "
+                     "the last committed offset",
+                     describe(tps));
+      }
+      spdlog::info("kc: revoked {}", describe(tps));
+      if (hooks.on_revoke) {
+        run_hook("on_revoke", [&] { hooks.on_revoke(tps); });
+      }
+      drop_state(tps);
+    }
+    if (coop) {
+      detail::ErrorPtr e(rd_kafka_incremental_unassign(rk.get(), list));
+      if (e) {
+        spdlog::error("kc: incremental unassign failed: {}", rd_kafka_error_string(e.get()));
+      }
+    } else {
+      rd_kafka_assign(rk.get(), nullptr);
+    }
+    return;
+  }
+
+  spdlog::error("kc: rebalance error: {}", rd_kafka_err2str(err));
+  if (coop) {
+    detail::ErrorPtr e(rd_kafka_incremental_unassign(rk.get(), list));
+  } else {
+    rd_kafka_assign(rk.get(), nullptr);
+  }
+  drop_state(tps);
+}
+
+void Consumer::Impl::drop_state(const std::vector<TopicPartition>& tps) {
+  for (const auto& tp : tps) {
+    if (auto it = parts.find(tp); it != parts.end()) {
+      if (it->second->acked >= 0) {
+        stats.committed[tp] = Offset{it->second->acked};
+      }
+      parts.erase(it);
+    }
+  }
+  cache_state = nullptr;
+  cache_rkt = nullptr;
+}
+
+void Consumer::Impl::on_commit_result(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets) {
+  if (err == RD_KAFKA_RESP_ERR__NO_OFFSET) {
+    return;  // nothing to commit: not a failure
+  }
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    ++stats.commits_failed;
+    spdlog::warn("kc: commit failed: {} (tracking kept; retried at the next commit)", rd_kafka_err2str(err));
+  } else {
+    ++stats.commits_ok;
+  }
+  if (offsets == nullptr) {
+    return;
+  }
+  for (int i = 0; i < offsets->cnt; ++i) {
+    const auto& el = offsets->elems[i];
+    if (el.err != RD_KAFKA_RESP_ERR_NO_ERROR || err != RD_KAFKA_RESP_ERR_NO_ERROR || el.offset < 0) {
+      continue;
+    }
+    const TopicPartition tp{el.topic, Partition{el.partition}};
+    if (auto it = parts.find(tp); it != parts.end()) {
+      it->second->acked = std::max(it->second->acked, el.offset);
+    }
+    auto& c = stats.committed[tp];
+    c = Offset{std::max(to_int(c), el.offset)};
+  }
+}
+
+// ---------------------------------------------------------------- commits
+
+detail::PartitionListPtr Consumer::Impl::commit_list(const std::vector<TopicPartition>* only) {
+  detail::PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(parts.size())));
+  auto add = [&](PartitionState& st) {
+    const auto point = st.offsets.commit_point();
+    if (point && *point > st.acked) {
+      rd_kafka_topic_partition_list_add(list.get(), st.tp.topic.c_str(), to_int(st.tp.partition))->offset = *point;
+    }
+  };
+  if (only != nullptr) {
+    for (const auto& tp : *only) {
+      if (auto it = parts.find(tp); it != parts.end()) {
+        add(*it->second);
+      }
+    }
+  } else {
+    for (auto& [tp, st] : parts) {
+      add(*st);
+    }
+  }
+  return list;
+}
+
+void Consumer::Impl::maybe_commit(Clock::time_point now) {
+  const bool by_count = done_since_commit >= config.commit.every_messages;
+  const bool by_time = now - last_commit >= config.commit.interval;
+  if (!by_count && !by_time) {
+    return;
+  }
+  last_commit = now;
+  done_since_commit = 0;
+  commit_async();
+}
+
+void Consumer::Impl::commit_async() {
+  auto list = commit_list(nullptr);
+  if (list->cnt == 0) {
+    return;
+  }
+  if (hooks.before_commit) {
+    hooks.before_commit();
+  }
+  const auto err = rd_kafka_commit(rk.get(), list.get(), 1);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    ++stats.commits_failed;
+    spdlog::warn("kc: commit request failed: {} (retried at the next commit)", rd_kafka_err2str(err));
+  }
+}
+
+bool Consumer::Impl::commit_sync(const std::vector<TopicPartition>* only, Clock::time_point deadline) {
+  auto list = commit_list(only);
+  if (list->cnt == 0) {
+    return true;
+  }
+  if (hooks.before_commit) {
+    hooks.before_commit();
+  }
+  // A private queue instead of a blocking rd_kafka_commit: the wait is
+  // bounded by `deadline`, and the result does not go through offset_commit_cb.
+  detail::QueuePtr q(rd_kafka_queue_new(rk.get()));
+  const auto err = rd_kafka_commit_queue(rk.get(), list.get(), q.get(), nullptr, nullptr);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    ++stats.commits_failed;
+    spdlog::warn("kc: synchronous commit failed: {}", rd_kafka_err2str(err));
+    return false;
+  }
+  while (Clock::now() < deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(q.get(), static_cast<int>(std::max<std::int64_t>(left.count(), 1)));
+    if (ev == nullptr) {
+      continue;
+    }
+    if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) {
+      const auto e = rd_kafka_event_error(ev);
+      on_commit_result(e, rd_kafka_event_topic_partition_list(ev));
+      rd_kafka_event_destroy(ev);
+      return e == RD_KAFKA_RESP_ERR_NO_ERROR;
+    }
+    rd_kafka_event_destroy(ev);
+  }
+  ++stats.commits_failed;
+  spdlog::warn("kc: synchronous commit timed out");
+  return false;
+}
+
+// ---------------------------------------------------------------- messages
+
+Consumer::Impl::PartitionState* Consumer::Impl::state_of(const rd_kafka_message_t* m) {
+  if (m->rkt == cache_rkt && m->partition == cache_partition && cache_state != nullptr) {
+    return cache_state;
+  }
+  const TopicPartition tp{rd_kafka_topic_name(m->rkt), Partition{m->partition}};
+  auto it = parts.find(tp);
+  if (it == parts.end()) {
+    return nullptr;
+  }
+  cache_rkt = m->rkt;
+  cache_partition = m->partition;
+  cache_state = it->second.get();
+  return cache_state;
+}
+
+void Consumer::Impl::halt(PartitionState& st, std::int64_t offset, const std::string& why) {
+  st.halted = true;
+  ++stats.failed;
+  spdlog::error("kc: {}[{}] offset {}: {}; partition stopped, nothing at or after this offset is committed",
+                st.tp.topic, to_int(st.tp.partition), offset, why);
+  detail::PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.get(), st.tp.topic.c_str(), to_int(st.tp.partition));
+  rd_kafka_pause_partitions(rk.get(), list.get());
+}
+
+void Consumer::Impl::on_message_error(const rd_kafka_message_t* m) {
+  const std::string topic = m->rkt != nullptr ? rd_kafka_topic_name(m->rkt) : "";
+  switch (m->err) {
+    case RD_KAFKA_RESP_ERR__PARTITION_EOF:
+      spdlog::debug("kc: end of {}[{}] at offset {}", topic, m->partition, m->offset);
+      return;
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+      if (reported_topics.insert(topic).second) {
+        spdlog::error("kc: topic '{}' does not exist (or is not visible to this client): {}", topic,
+                      rd_kafka_message_errstr(m));
+      }
+      return;
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+      spdlog::error("kc: not authorized: {}", rd_kafka_message_errstr(m));
+      return;
+    default:
+      spdlog::warn("kc: consumer error on {}[{}]: {}", topic, m->partition, rd_kafka_message_errstr(m));
+  }
+}
+
+void Consumer::Impl::on_message(rd_kafka_message_t* m) {
+  PartitionState* st = state_of(m);
+  if (st == nullptr || st->halted) {
+    // Fetched before a revoke or a halt: it will be redelivered to the owner.
+    return;
+  }
+  st->offsets.handed_out(m->offset);
+  ++stats.consumed;
+  Outcome outcome = Outcome::retry;
+  std::string why;
+  try {
+    outcome = handler(Message(m));
+  } catch (const std::exception& e) {
+    why = std::string("handler threw: ") + e.what();
+  } catch (...) {
+    why = "handler threw a non-standard exception";
+  }
+  if (outcome == Outcome::done) {
+    st->offsets.done(m->offset);
+    ++stats.done;
+    ++done_since_commit;
+    return;
+  }
+  if (why.empty()) {
+    why = outcome == Outcome::dead ? "handler returned dead (no dead-letter topic configured)"
+                                   : "handler returned retry (retries are not configured)";
+  }
+  halt(*st, m->offset, why);
+}
+
+// ---------------------------------------------------------------- close
+
+void Consumer::Impl::close(Clock::time_point deadline) {
+  if (closed || !rk) {
+    return;
+  }
+  closed = true;
+  detail::QueuePtr q(rd_kafka_queue_new(rk.get()));
+  detail::ErrorPtr e(rd_kafka_consumer_close_queue(rk.get(), q.get()));
+  if (e) {
+    spdlog::warn("kc: close: {}", rd_kafka_error_string(e.get()));
+  }
+  // Serve the revoke (which commits) and other events until closed or the deadline.
+  while (!rd_kafka_consumer_closed(rk.get())) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      spdlog::warn("kc: close did not finish within the shutdown timeout; leaving without it");
+      rd_kafka_destroy_flags(rk.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+      return;
+    }
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(q.get(), static_cast<int>(std::min<std::int64_t>(left, 100)));
+    if (ev == nullptr) {
+      continue;
+    }
+    switch (rd_kafka_event_type(ev)) {
+      case RD_KAFKA_EVENT_REBALANCE:
+        try {
+          on_rebalance(rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev));
+        } catch (const std::exception& ex) {
+          spdlog::error("kc: rebalance during close: {}", ex.what());
+        }
+        break;
+      case RD_KAFKA_EVENT_OFFSET_COMMIT:
+        on_commit_result(rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev));
+        break;
+      case RD_KAFKA_EVENT_ERROR:
+        on_error(rd_kafka_event_error(ev), rd_kafka_event_error_string(ev));
+        break;
+      default:
+        break;
+    }
+    rd_kafka_event_destroy(ev);
+  }
+}
+
+// ---------------------------------------------------------------- public
+
+Consumer::Consumer(ConsumerConfig config, Handler handler, ConsumerHooks hooks)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->config = std::move(config);
+  impl_->handler = std::move(handler);
+  impl_->hooks = std::move(hooks);
+  impl_->build();
+}
+
+Consumer::~Consumer() {
+  if (impl_ && impl_->rk && !impl_->closed) {
+    // Never ran, or run() threw: leave without committing anything new.
+    rd_kafka_destroy_flags(impl_->rk.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  }
+}
+
+const std::string& Consumer::bootstrap_servers() const noexcept { return impl_->bootstrap; }
+
+void Consumer::stop() noexcept {
+  int expected = 0;
+  impl_->stop_requested.compare_exchange_strong(expected, 1);
+}
+
+void Consumer::stop_now() noexcept { impl_->stop_requested.store(2); }
+
+RunResult Consumer::run() {
+  auto& s = *impl_;
+  rd_kafka_t* rk = s.rk.get();
+  {
+    detail::PartitionListPtr topics(rd_kafka_topic_partition_list_new(static_cast<int>(s.config.topics.size())));
+    for (const auto& t : s.config.topics) {
+      rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+    }
+    if (const auto err = rd_kafka_subscribe(rk, topics.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw Error(errc::kafka, std::string("subscribe failed: ") + rd_kafka_err2str(err));
+    }
+  }
+
+  RunResult result;
+  while (s.stop_requested.load(std::memory_order_relaxed) == 0) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100);
+    const auto now = Clock::now();
+    if (m != nullptr) {
+      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        s.on_message_error(m);
+      } else {
+        s.on_message(m);
+        s.last_activity = now;
+      }
+      rd_kafka_message_destroy(m);
+    }
+    s.maybe_commit(now);
+    if (s.config.max_messages != 0 && s.stats.done >= s.config.max_messages) {
+      result.reason = StopReason::max_messages;
+      break;
+    }
+    if (s.config.idle_exit.count() > 0 && s.first_assigned && now - s.last_activity >= s.config.idle_exit) {
+      result.reason = StopReason::idle;
+      break;
+    }
+  }
+
+  const int stop = s.stop_requested.load();
+  if (!s.fatal_error.empty()) {
+    result.reason = StopReason::fatal;
+    result.error = s.fatal_error;
+  } else if (stop == 1) {
+    result.reason = StopReason::requested;
+  }
+
+  const auto end = Clock::now();
+  if (stop == 2) {
+    // At once: commit nothing new, do not wait for the group.
+    rd_kafka_destroy_flags(s.rk.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    s.closed = true;
+  } else if (result.reason == StopReason::fatal) {
+    // The handle is unusable; commits would fail. Leave without them.
+    s.close(end + std::chrono::milliseconds(1000));
+  } else {
+    // Graceful: handlers run on this thread, so nothing is in flight. Commit
+    // what is done, then close (the revoke commits again only if needed).
+    const auto deadline = end + s.config.shutdown_timeout;
+    s.commit_sync(nullptr, deadline);
+    s.close(deadline);
+  }
+  for (auto& [tp, st] : s.parts) {
+    if (st->acked >= 0) {
+      s.stats.committed[tp] = Offset{st->acked};
+    }
+  }
+  if (s.first_assigned) {
+    // Up to the last record handled: a run that ends by idling does not
+    // count its idle tail.
+    s.stats.busy = (s.stats.consumed > 0 ? s.last_activity : end) - *s.first_assigned;
+  }
+  result.stats = s.stats;
+  return result;
+}
+
+// ---------------------------------------------------------------- signals
+
+namespace {
+std::atomic<Consumer*> g_signal_target{nullptr};
+std::atomic<int> g_signal_count{0};
+
+extern "C" void on_stop_signal(int) {
+  if (g_signal_count.fetch_add(1) >= 1) {
+    _exit(130);  // second signal: out at once, nothing more is committed
+  }
+  if (auto* c = g_signal_target.load()) {
+    c->stop();
+  }
+}
+}  // namespace
+
+void stop_on_signals(Consumer& consumer) noexcept {
+  g_signal_target.store(&consumer);
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+}  // namespace kc

@@ -1,0 +1,108 @@
+#include "support/common.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <system_error>
+
+namespace kc::test {
+
+std::string bootstrap() {
+  const char* v = std::getenv("KC_TEST_BOOTSTRAP");
+  if (v == nullptr || *v == '\0') {
+    throw Failure(
+        "KC_TEST_BOOTSTRAP is not set: this test needs the real Kafka broker. Start one with\n"
+        "  export KC_TEST_BOOTSTRAP=$(scripts/kafka start)\n"
+        "and stop it afterwards with `scripts/kafka stop` (or run `make test`, which does both).");
+  }
+  return v;
+}
+
+std::string unique_name(std::string_view prefix) {
+  static std::atomic<unsigned> counter{0};
+  static const unsigned salt = std::random_device{}();
+  char rnd[16];
+  std::snprintf(rnd, sizeof rnd, "%06x", (salt ^ (counter.load() * 2654435761u)) & 0xffffffu);
+  return std::string(prefix) + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) +
+         "-" + rnd;
+}
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds every) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) {
+      return true;
+    }
+    std::this_thread::sleep_for(every);
+  }
+  return pred();
+}
+
+unsigned test_seed() {
+  if (const char* s = std::getenv("KC_TEST_SEED"); s != nullptr && *s != '\0') {
+    return static_cast<unsigned>(std::strtoul(s, nullptr, 10));
+  }
+  return std::random_device{}();
+}
+
+TempDir::TempDir(std::string_view prefix) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string templ = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/" + std::string(prefix) +
+                      ".XXXXXX";
+  if (::mkdtemp(templ.data()) == nullptr) {
+    throw Failure("cannot create a temporary directory from " + templ + ": " +
+                  std::error_code(errno, std::generic_category()).message());
+  }
+  path_ = templ;
+}
+
+TempDir::~TempDir() {
+  const bool failed = ::testing::Test::HasFailure();
+  if (failed || std::getenv("KC_TEST_KEEP") != nullptr) {
+    std::fprintf(stderr, "kept test files in %s\n", path_.c_str());
+    return;
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return {};
+  }
+  std::ostringstream out;
+  out << in.rdbuf();
+  return std::move(out).str();
+}
+
+std::string tail(std::string_view text, std::size_t max_lines) {
+  std::size_t pos = text.size();
+  if (pos > 0 && text[pos - 1] == '\n') {
+    --pos;
+  }
+  std::size_t lines = 0;
+  while (pos > 0) {
+    const auto nl = text.rfind('\n', pos - 1);
+    ++lines;
+    if (nl == std::string_view::npos) {
+      pos = 0;
+      break;
+    }
+    if (lines == max_lines) {
+      pos = nl + 1;
+      break;
+    }
+    pos = nl;
+  }
+  return std::string(text.substr(pos));
+}
+
+}  // namespace kc::test

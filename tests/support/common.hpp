@@ -1,0 +1,66 @@
+// Generic test fixtures: the broker address, unique names, waiting for a
+// condition, scratch directories.
+//
+// Errors are thrown as kc::test::Failure (a std::runtime_error). GoogleTest
+// reports an exception that leaves a test body as a failure of that test with
+// the exception's message, and the test stops there; that is how these
+// helpers fail a test (never by skipping it).
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+
+namespace kc::test {
+
+/// Thrown by the fixtures; the message says what went wrong and how to fix it.
+class Failure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The real broker's bootstrap address from KC_TEST_BOOTSTRAP. Throws Failure
+/// (so the test FAILS, it is not skipped) with instructions when it is unset.
+std::string bootstrap();
+
+/// A name nobody else uses: `<prefix>-<pid>-<counter>-<random>`; valid as a
+/// Kafka topic or group name when `prefix` is. Thread-safe.
+std::string unique_name(std::string_view prefix);
+
+/// Calls `pred` every `every` until it returns true (returns true) or
+/// `timeout` has passed (returns false, after one last call).
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds every = std::chrono::milliseconds(50));
+
+/// Seed for a test's randomness: KC_TEST_SEED if set (to replay a run), else
+/// random. Tests print the seed they use.
+unsigned test_seed();
+
+/// A fresh directory under $TMPDIR (or /tmp), removed by the destructor unless
+/// the current test failed or KC_TEST_KEEP is set; then it is kept and its
+/// path printed so its files (logs, sink output) can be inspected.
+class TempDir {
+ public:
+  explicit TempDir(std::string_view prefix = "kc-test");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const noexcept { return path_; }
+  std::filesystem::path operator/(std::string_view name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// The whole content of a file ("" if it does not exist).
+std::string read_file(const std::filesystem::path& path);
+
+/// The last `max_lines` lines of `text`, for failure messages.
+std::string tail(std::string_view text, std::size_t max_lines = 40);
+
+}  // namespace kc::test

@@ -1,0 +1,127 @@
+#include "support/jsonl.hpp"
+
+#include <simdjson.h>
+
+#include <unordered_set>
+
+#include "support/common.hpp"
+
+namespace kc::test {
+
+std::vector<SinkRecord> read_jsonl(const std::filesystem::path& path) {
+  if (!std::filesystem::exists(path)) {
+    throw Failure("read_jsonl: " + path.string() + " does not exist");
+  }
+  const std::string text = read_file(path);
+  if (!text.empty() && text.back() != '\n') {
+    const auto start = text.rfind('\n');
+    throw Failure("read_jsonl: " + path.string() + " ends with a partial line (" +
+                  std::to_string(text.size() - (start == std::string::npos ? 0 : start + 1)) +
+                  " bytes without a newline): '" + text.substr(start == std::string::npos ? 0 : start + 1, 200) + "'");
+  }
+  std::vector<SinkRecord> out;
+  simdjson::dom::parser parser;
+  std::size_t pos = 0;
+  std::size_t line_no = 0;
+  while (pos < text.size()) {
+    const auto nl = text.find('\n', pos);
+    const std::string_view line(text.data() + pos, nl - pos);
+    pos = nl + 1;
+    ++line_no;
+    auto bad = [&](const std::string& why) {
+      return Failure("read_jsonl: " + path.string() + " line " + std::to_string(line_no) + ": " + why + ": '" +
+                     std::string(line.substr(0, 300)) + "'");
+    };
+    simdjson::dom::element doc;
+    if (auto err = parser.parse(line.data(), line.size()).get(doc); err) {
+      throw bad(std::string("not JSON (") + simdjson::error_message(err) + ")");
+    }
+    SinkRecord r;
+    std::string_view topic;
+    std::int64_t partition = 0;
+    if (doc["topic"].get(topic) || doc["partition"].get(partition) || doc["offset"].get(r.offset)) {
+      throw bad("no topic, partition or offset");
+    }
+    r.topic = std::string(topic);
+    r.partition = static_cast<std::int32_t>(partition);
+    simdjson::dom::element value;
+    if (doc["value"].get(value)) {
+      throw bad("no value");
+    }
+    if (!value.is_null()) {
+      std::string_view v;
+      if (value.get(v)) {
+        throw bad("value is neither a string nor null");
+      }
+      r.value = std::string(v);
+    }
+    std::string_view encoding;
+    r.value_base64 = !doc["value_encoding"].get(encoding) && encoding == "base64";
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::string Coverage::to_string() const {
+  return "lines=" + std::to_string(lines) + " distinct=" + std::to_string(distinct) +
+         " expected=" + std::to_string(expected) + " missing=" + std::to_string(missing) +
+         " duplicates=" + std::to_string(duplicates) + " out_of_range=" + std::to_string(out_of_range) +
+         " value_mismatch=" + std::to_string(value_mismatch) + " duplicate_values=" + std::to_string(duplicate_values) +
+         (first_missing.empty() ? "" : " first_missing=" + first_missing);
+}
+
+Coverage coverage(const std::vector<SinkRecord>& records, const std::string& topic,
+                  const std::vector<std::int64_t>& high_watermarks) {
+  Coverage c;
+  c.lines = records.size();
+  // Per partition: the value seen at each offset (index = offset).
+  std::vector<std::vector<const SinkRecord*>> seen(high_watermarks.size());
+  for (std::size_t p = 0; p < high_watermarks.size(); ++p) {
+    seen[p].assign(static_cast<std::size_t>(high_watermarks[p]), nullptr);
+    c.expected += static_cast<std::uint64_t>(high_watermarks[p]);
+  }
+  for (const auto& r : records) {
+    if (r.topic != topic || r.partition < 0 || static_cast<std::size_t>(r.partition) >= seen.size() ||
+        r.offset < 0 || r.offset >= high_watermarks[static_cast<std::size_t>(r.partition)]) {
+      ++c.out_of_range;
+      continue;
+    }
+    auto& slot = seen[static_cast<std::size_t>(r.partition)][static_cast<std::size_t>(r.offset)];
+    if (slot == nullptr) {
+      slot = &r;
+      ++c.distinct;
+    } else {
+      ++c.duplicates;
+      if (slot->value != r.value) {
+        ++c.value_mismatch;
+      }
+    }
+  }
+  std::unordered_set<std::string_view> values;
+  values.reserve(c.distinct);
+  for (std::size_t p = 0; p < seen.size(); ++p) {
+    std::int64_t gap_start = -1;
+    for (std::size_t o = 0; o <= seen[p].size(); ++o) {
+      const bool present = o < seen[p].size() && seen[p][o] != nullptr;
+      if (o < seen[p].size() && !present) {
+        ++c.missing;
+        if (gap_start < 0) {
+          gap_start = static_cast<std::int64_t>(o);
+        }
+      } else if (gap_start >= 0) {
+        if (c.first_missing.empty()) {
+          c.first_missing = "p" + std::to_string(p) + " o" + std::to_string(gap_start) + ".." +
+                            std::to_string(o - 1) + " (" + std::to_string(static_cast<std::int64_t>(o) - gap_start) +
+                            ")";
+        }
+        gap_start = -1;
+      }
+      if (present && seen[p][o]->value && !values.insert(*seen[p][o]->value).second) {
+        ++c.duplicate_values;
+      }
+    }
+  }
+  return c;
+}
+
+}  // namespace kc::test

@@ -1,0 +1,353 @@
+#include "support/kafka.hpp"
+
+#include <librdkafka/rdkafka.h>
+
+#include <memory>
+#include <thread>
+
+namespace kc::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Small RAII holders, private to the fixtures (kc's own are not used on purpose).
+struct RkDeleter {
+  void operator()(rd_kafka_t* rk) const noexcept { rd_kafka_destroy(rk); }
+};
+struct QueueDeleter {
+  void operator()(rd_kafka_queue_t* q) const noexcept { rd_kafka_queue_destroy(q); }
+};
+struct EventDeleter {
+  void operator()(rd_kafka_event_t* e) const noexcept { rd_kafka_event_destroy(e); }
+};
+struct OptionsDeleter {
+  void operator()(rd_kafka_AdminOptions_t* o) const noexcept { rd_kafka_AdminOptions_destroy(o); }
+};
+struct ListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const noexcept { rd_kafka_topic_partition_list_destroy(l); }
+};
+struct ErrorDeleter {
+  void operator()(rd_kafka_error_t* e) const noexcept { rd_kafka_error_destroy(e); }
+};
+using RkPtr = std::unique_ptr<rd_kafka_t, RkDeleter>;
+using QueuePtr = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
+using EventPtr = std::unique_ptr<rd_kafka_event_t, EventDeleter>;
+using OptionsPtr = std::unique_ptr<rd_kafka_AdminOptions_t, OptionsDeleter>;
+using ListPtr = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
+using ErrorPtr = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
+
+int to_ms(std::chrono::milliseconds d) { return static_cast<int>(d.count()); }
+
+// A client of `type`; `opaque` becomes the handle's opaque (callbacks get it).
+RkPtr make_client(rd_kafka_type_t type, const std::string& bootstrap,
+                  const std::map<std::string, std::string>& props,
+                  void (*dr_cb)(rd_kafka_t*, const rd_kafka_message_t*, void*) = nullptr,
+                  void* opaque = nullptr) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  auto set = [&](const std::string& k, const std::string& v) {
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      throw Failure("test client config " + k + "=" + v + ": " + err);
+    }
+  };
+  set("bootstrap.servers", bootstrap);
+  set("client.id", "kc-test-support");
+  for (const auto& [k, v] : props) {
+    set(k, v);
+  }
+  if (dr_cb != nullptr) {
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+  }
+  rd_kafka_conf_set_opaque(conf, opaque);
+  rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof err);
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);  // rd_kafka_new frees the conf only on success
+    throw Failure(std::string("cannot create a test client: ") + err);
+  }
+  return RkPtr(rk);
+}
+
+OptionsPtr admin_options(rd_kafka_t* rk, rd_kafka_admin_op_t op, std::chrono::milliseconds timeout) {
+  OptionsPtr opts(rd_kafka_AdminOptions_new(rk, op));
+  char err[512];
+  if (rd_kafka_AdminOptions_set_request_timeout(opts.get(), to_ms(timeout), err, sizeof err) !=
+      RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw Failure(std::string("admin request timeout: ") + err);
+  }
+  return opts;
+}
+
+// Waits for the admin result on `q`; throws on a timeout or a request-level error.
+EventPtr admin_result(rd_kafka_queue_t* q, std::chrono::milliseconds timeout, const std::string& what) {
+  EventPtr ev(rd_kafka_queue_poll(q, to_ms(timeout + 5s)));
+  if (!ev) {
+    throw Failure(what + ": no answer from the broker within " + std::to_string(timeout.count()) + " ms");
+  }
+  if (rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw Failure(what + ": " + rd_kafka_event_error_string(ev.get()));
+  }
+  return ev;
+}
+
+// True when the metadata shows `topic` with `partitions` partitions, all led.
+bool topic_ready(rd_kafka_t* rk, const std::string& topic, int partitions) {
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  const auto err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+  rd_kafka_topic_destroy(rkt);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return false;
+  }
+  bool ok = md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            md->topics[0].partition_cnt == partitions;
+  for (int i = 0; ok && i < md->topics[0].partition_cnt; ++i) {
+    ok = md->topics[0].partitions[i].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partitions[i].leader >= 0;
+  }
+  rd_kafka_metadata_destroy(md);
+  return ok;
+}
+
+// Delivery accounting of produce(); touched only by the producing thread
+// (delivery reports are served inside rd_kafka_poll/flush on that thread).
+struct Deliveries {
+  std::uint64_t ok = 0;
+  std::uint64_t failed = 0;
+  std::string first_error;
+};
+
+void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+  auto* d = static_cast<Deliveries*>(opaque);
+  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    ++d->ok;
+    return;
+  }
+  if (d->failed++ == 0) {
+    d->first_error = std::string(rd_kafka_err2name(m->err)) + ": " + rd_kafka_message_errstr(m) + " (partition " +
+                     std::to_string(m->partition) + ")";
+  }
+}
+
+}  // namespace
+
+void create_topic(const std::string& bootstrap, const std::string& name, int partitions,
+                  std::chrono::milliseconds timeout) {
+  auto rk = make_client(RD_KAFKA_PRODUCER, bootstrap, {});
+  char err[512];
+  rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(name.c_str(), partitions, 1, err, sizeof err);
+  if (nt == nullptr) {
+    throw Failure("create_topic " + name + ": " + err);
+  }
+  auto opts = admin_options(rk.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout);
+  if (rd_kafka_AdminOptions_set_operation_timeout(opts.get(), to_ms(timeout), err, sizeof err) !=
+      RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_NewTopic_destroy(nt);
+    throw Failure(std::string("create_topic: operation timeout: ") + err);
+  }
+  QueuePtr q(rd_kafka_queue_new(rk.get()));
+  rd_kafka_CreateTopics(rk.get(), &nt, 1, opts.get(), q.get());
+  rd_kafka_NewTopic_destroy(nt);
+  auto ev = admin_result(q.get(), timeout, "create_topic " + name);
+  const auto* res = rd_kafka_event_CreateTopics_result(ev.get());
+  std::size_t cnt = 0;
+  const auto** topics = rd_kafka_CreateTopics_result_topics(res, &cnt);
+  if (cnt != 1) {
+    throw Failure("create_topic " + name + ": expected one topic result, got " + std::to_string(cnt));
+  }
+  if (rd_kafka_topic_result_error(topics[0]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw Failure("create_topic " + name + ": " + rd_kafka_err2name(rd_kafka_topic_result_error(topics[0])) +
+                  ": " + (rd_kafka_topic_result_error_string(topics[0]) ? rd_kafka_topic_result_error_string(topics[0]) : ""));
+  }
+  if (!wait_until([&] { return topic_ready(rk.get(), name, partitions); }, timeout, 100ms)) {
+    throw Failure("create_topic " + name + ": created, but the metadata did not show " + std::to_string(partitions) +
+                  " led partitions within " + std::to_string(timeout.count()) + " ms");
+  }
+}
+
+std::uint64_t produce(const std::string& bootstrap, const std::string& topic, std::uint64_t n,
+                      const ProduceOptions& options) {
+  Deliveries d;
+  auto props = options.librdkafka;
+  props.emplace("enable.idempotence", "true");
+  props.emplace("acks", "all");
+  props.emplace("linger.ms", "5");
+  auto rk = make_client(RD_KAFKA_PRODUCER, bootstrap, props, on_delivery, &d);
+
+  auto start = std::chrono::steady_clock::now();
+  std::uint64_t sent = 0;
+  std::string value;
+  for (; sent < n; ++sent) {
+    if (options.stop != nullptr && options.stop->load()) {
+      break;
+    }
+    if (options.rate > 0 && sent % 100 == 0) {
+      const auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                   std::chrono::duration<double>(static_cast<double>(sent) / options.rate));
+      std::this_thread::sleep_until(due);
+    }
+    const std::uint64_t i = options.first + sent;
+    value = options.value_prefix + std::to_string(i);
+    const std::int32_t partition =
+        options.partitions > 0 ? static_cast<std::int32_t>(i % static_cast<std::uint64_t>(options.partitions))
+                               : RD_KAFKA_PARTITION_UA;
+    for (;;) {
+      const auto err = rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+                                         RD_KAFKA_V_VALUE(value.data(), value.size()),
+                                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        break;
+      }
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        throw Failure("produce to " + topic + ": record " + std::to_string(i) + ": " + rd_kafka_err2name(err));
+      }
+      rd_kafka_poll(rk.get(), 10);
+    }
+    rd_kafka_poll(rk.get(), 0);
+    if (options.rate > 0 && sent == 0) {
+      // A paced stream starts once the first record is acknowledged (the
+      // producer has its idempotence PID): records queued before that would
+      // arrive as one burst instead of at the rate.
+      rd_kafka_flush(rk.get(), to_ms(options.flush_timeout));
+      start = std::chrono::steady_clock::now();
+    }
+    if (d.failed != 0) {
+      break;  // reported below, after the flush
+    }
+  }
+  const auto flush_err = rd_kafka_flush(rk.get(), to_ms(options.flush_timeout));
+  char fatal[512];
+  if (rd_kafka_fatal_error(rk.get(), fatal, sizeof fatal) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw Failure("produce to " + topic + ": fatal producer error: " + fatal);
+  }
+  if (d.failed != 0) {
+    throw Failure("produce to " + topic + ": " + std::to_string(d.failed) + " of " + std::to_string(sent) +
+                  " deliveries failed; first: " + d.first_error);
+  }
+  if (flush_err != RD_KAFKA_RESP_ERR_NO_ERROR || d.ok != sent) {
+    throw Failure("produce to " + topic + ": only " + std::to_string(d.ok) + " of " + std::to_string(sent) +
+                  " records acknowledged within " + std::to_string(options.flush_timeout.count()) + " ms (" +
+                  std::to_string(rd_kafka_outq_len(rk.get())) + " still queued)");
+  }
+  return sent;
+}
+
+BackgroundProducer::BackgroundProducer(std::string bootstrap, std::string topic, std::uint64_t n,
+                                       ProduceOptions options) {
+  options.stop = &stop_;
+  thread_ = std::thread([this, bootstrap = std::move(bootstrap), topic = std::move(topic), n,
+                         options = std::move(options)] {
+    try {
+      produced_ = produce(bootstrap, topic, n, options);
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+  });
+}
+
+BackgroundProducer::~BackgroundProducer() {
+  stop_ = true;
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+std::uint64_t BackgroundProducer::finish() {
+  stop_ = true;
+  return join();
+}
+
+std::uint64_t BackgroundProducer::join() {
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+  if (error_) {
+    std::rethrow_exception(error_);
+  }
+  return produced_;
+}
+
+std::vector<std::int64_t> high_watermarks(const std::string& bootstrap, const std::string& topic, int partitions,
+                                          std::chrono::milliseconds timeout) {
+  auto rk = make_client(RD_KAFKA_PRODUCER, bootstrap, {});
+  std::vector<std::int64_t> out;
+  for (int p = 0; p < partitions; ++p) {
+    std::int64_t low = -1;
+    std::int64_t high = -1;
+    const auto err = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &low, &high, to_ms(timeout));
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw Failure("high_watermarks " + topic + "[" + std::to_string(p) + "]: " + rd_kafka_err2name(err));
+    }
+    out.push_back(high);
+  }
+  return out;
+}
+
+std::vector<std::int64_t> committed_offsets(const std::string& bootstrap, const std::string& group,
+                                            const std::string& topic, int partitions,
+                                            std::chrono::milliseconds timeout) {
+  auto rk = make_client(RD_KAFKA_PRODUCER, bootstrap, {});
+  ListPtr parts(rd_kafka_topic_partition_list_new(partitions));
+  for (int p = 0; p < partitions; ++p) {
+    rd_kafka_topic_partition_list_add(parts.get(), topic.c_str(), p);
+  }
+  rd_kafka_ListConsumerGroupOffsets_t* req = rd_kafka_ListConsumerGroupOffsets_new(group.c_str(), parts.get());
+  auto opts = admin_options(rk.get(), RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeout);
+  QueuePtr q(rd_kafka_queue_new(rk.get()));
+  rd_kafka_ListConsumerGroupOffsets(rk.get(), &req, 1, opts.get(), q.get());
+  rd_kafka_ListConsumerGroupOffsets_destroy(req);
+  const std::string what = "committed_offsets of group " + group;
+  auto ev = admin_result(q.get(), timeout, what);
+  const auto* res = rd_kafka_event_ListConsumerGroupOffsets_result(ev.get());
+  std::size_t cnt = 0;
+  const auto** groups = rd_kafka_ListConsumerGroupOffsets_result_groups(res, &cnt);
+  if (cnt != 1) {
+    throw Failure(what + ": expected one group result, got " + std::to_string(cnt));
+  }
+  if (const auto* e = rd_kafka_group_result_error(groups[0]); e != nullptr) {
+    throw Failure(what + ": " + rd_kafka_error_string(e));
+  }
+  std::vector<std::int64_t> out(static_cast<std::size_t>(partitions), -1);
+  const auto* got = rd_kafka_group_result_partitions(groups[0]);
+  for (int i = 0; got != nullptr && i < got->cnt; ++i) {
+    const auto& el = got->elems[i];
+    if (el.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw Failure(what + ": " + topic + "[" + std::to_string(el.partition) + "]: " + rd_kafka_err2name(el.err));
+    }
+    if (topic == el.topic && el.partition >= 0 && el.partition < partitions && el.offset >= 0) {
+      out[static_cast<std::size_t>(el.partition)] = el.offset;
+    }
+  }
+  return out;
+}
+
+void set_group_config(const std::string& bootstrap, const std::string& group,
+                      const std::map<std::string, std::string>& configs, std::chrono::milliseconds timeout) {
+  auto rk = make_client(RD_KAFKA_PRODUCER, bootstrap, {});
+  const std::string what = "set_group_config of group " + group;
+  rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_GROUP, group.c_str());
+  for (const auto& [k, v] : configs) {
+    ErrorPtr e(rd_kafka_ConfigResource_add_incremental_config(res, k.c_str(), RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET,
+                                                               v.c_str()));
+    if (e) {
+      rd_kafka_ConfigResource_destroy(res);
+      throw Failure(what + ": " + k + ": " + rd_kafka_error_string(e.get()));
+    }
+  }
+  auto opts = admin_options(rk.get(), RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS, timeout);
+  QueuePtr q(rd_kafka_queue_new(rk.get()));
+  rd_kafka_IncrementalAlterConfigs(rk.get(), &res, 1, opts.get(), q.get());
+  rd_kafka_ConfigResource_destroy(res);
+  auto ev = admin_result(q.get(), timeout, what);
+  const auto* result = rd_kafka_event_IncrementalAlterConfigs_result(ev.get());
+  std::size_t cnt = 0;
+  const auto** resources = rd_kafka_IncrementalAlterConfigs_result_resources(result, &cnt);
+  for (std::size_t i = 0; i < cnt; ++i) {
+    if (rd_kafka_ConfigResource_error(resources[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* s = rd_kafka_ConfigResource_error_string(resources[i]);
+      throw Failure(what + ": " + rd_kafka_err2name(rd_kafka_ConfigResource_error(resources[i])) + ": " +
+                    (s != nullptr ? s : ""));
+    }
+  }
+}
+
+}  // namespace kc::test

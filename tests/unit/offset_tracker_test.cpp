@@ -1,0 +1,142 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "offsets/tracker.hpp"
+
+using kc::detail::PartitionOffsets;
+
+TEST(OffsetTracker, NothingDoneMeansNothingToCommit) {
+  PartitionOffsets t;
+  EXPECT_FALSE(t.commit_point());
+  t.handed_out(10);
+  EXPECT_FALSE(t.commit_point());
+  EXPECT_EQ(t.in_flight(), 1u);
+}
+
+TEST(OffsetTracker, InOrderCompletionCommitsNextOffset) {
+  PartitionOffsets t;
+  t.handed_out(10);
+  ASSERT_TRUE(t.done(10));
+  EXPECT_EQ(t.commit_point(), 11);
+  EXPECT_EQ(t.in_flight(), 0u);
+}
+
+TEST(OffsetTracker, NeverCommitsPastAGap) {
+  PartitionOffsets t;
+  t.handed_out(1);
+  t.handed_out(2);
+  t.handed_out(3);
+  ASSERT_TRUE(t.done(1));
+  ASSERT_TRUE(t.done(3));
+  EXPECT_EQ(t.commit_point(), 2);  // 2 is not done: nothing past it
+  ASSERT_TRUE(t.done(2));
+  EXPECT_EQ(t.commit_point(), 4);
+}
+
+TEST(OffsetTracker, NonContiguousOffsetsAreNotFilledIn) {
+  // Compaction and transaction markers leave holes: 5 and 9 were never handed out.
+  PartitionOffsets t;
+  t.handed_out(4);
+  t.handed_out(6);
+  t.handed_out(10);
+  ASSERT_TRUE(t.done(6));
+  EXPECT_FALSE(t.commit_point());  // 4 is still in flight
+  ASSERT_TRUE(t.done(4));
+  EXPECT_EQ(t.commit_point(), 7);  // lowest not done is 10: commit "next to read" = 7 is safe
+  ASSERT_TRUE(t.done(10));
+  EXPECT_EQ(t.commit_point(), 11);
+}
+
+TEST(OffsetTracker, UnknownOrRepeatedCompletionIsRejected) {
+  PartitionOffsets t;
+  t.handed_out(1);
+  EXPECT_FALSE(t.done(2));
+  ASSERT_TRUE(t.done(1));
+  EXPECT_FALSE(t.done(1));
+  EXPECT_EQ(t.commit_point(), 2);
+}
+
+TEST(OffsetTracker, SeekBackVoidsInFlightButKeepsCommitPoint) {
+  PartitionOffsets t;
+  t.handed_out(1);
+  t.handed_out(2);
+  ASSERT_TRUE(t.done(1));
+  t.handed_out(2);  // redelivered after a seek back
+  EXPECT_EQ(t.commit_point(), 2);
+  EXPECT_EQ(t.in_flight(), 1u);
+  ASSERT_TRUE(t.done(2));
+  EXPECT_EQ(t.commit_point(), 3);
+}
+
+TEST(OffsetTracker, ResetForgetsInFlight) {
+  PartitionOffsets t;
+  t.handed_out(1);
+  t.handed_out(2);
+  t.reset();
+  EXPECT_FALSE(t.done(1));
+  EXPECT_EQ(t.in_flight(), 0u);
+  t.reset(false);
+  EXPECT_FALSE(t.commit_point());
+}
+
+// Property test: for random offset sequences with gaps and random completion
+// orders (with more in flight than the ring's initial size), the commit point
+// after every step equals the reference: the lowest handed-out offset not yet
+// done, or last + 1 when all are done, and it never moves backwards.
+TEST(OffsetTracker, RandomCompletionOrdersNeverCommitPastAGap) {
+  std::mt19937_64 rng(20261124);
+  for (int round = 0; round < 300; ++round) {
+    PartitionOffsets t;
+    std::vector<std::int64_t> offsets;
+    std::int64_t next = static_cast<std::int64_t>(rng() % 1000);
+    const int n = 1 + static_cast<int>(rng() % 200);
+    for (int i = 0; i < n; ++i) {
+      offsets.push_back(next);
+      next += 1 + static_cast<std::int64_t>(rng() % 3);  // gaps
+    }
+    std::set<std::int64_t> pending;
+    std::size_t handed = 0;
+    std::int64_t last_point = -1;
+    while (handed < offsets.size() || !pending.empty()) {
+      // Interleave handing out and completing.
+      if (handed < offsets.size() && (pending.empty() || rng() % 2 == 0)) {
+        t.handed_out(offsets[handed]);
+        pending.insert(offsets[handed]);
+        ++handed;
+      } else {
+        auto it = pending.begin();
+        std::advance(it, static_cast<long>(rng() % pending.size()));
+        const auto off = *it;
+        ASSERT_TRUE(t.done(off));
+        pending.erase(it);
+      }
+      // Reference model: everything handed out below the lowest pending
+      // offset is done; the commit point follows the largest of those.
+      std::optional<std::int64_t> expected;
+      if (!pending.empty()) {
+        const auto lowest_pending = *pending.begin();
+        if (lowest_pending != offsets.front()) {
+          const auto pos = std::lower_bound(offsets.begin(), offsets.end(), lowest_pending) - offsets.begin();
+          expected = offsets[static_cast<std::size_t>(pos) - 1] + 1;
+        }
+      } else if (handed > 0) {
+        expected = offsets[handed - 1] + 1;
+      }
+      const auto point = t.commit_point();
+      ASSERT_EQ(point.has_value(), expected.has_value()) << "round " << round;
+      if (point) {
+        ASSERT_EQ(*point, *expected) << "round " << round;
+        ASSERT_GE(*point, last_point) << "commit point moved backwards";
+        if (!pending.empty()) {
+          ASSERT_LE(*point, *pending.begin()) << "committed past an unfinished offset";
+        }
+        last_point = *point;
+      }
+      ASSERT_EQ(t.in_flight(), pending.size());
+    }
+  }
+}

@@ -1,0 +1,59 @@
+// The subcommands of the kc tool.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kc::tool {
+
+struct ConsumeOptions {
+  std::optional<std::string> bootstrap_servers;
+  std::optional<std::string> group;
+  std::vector<std::string> topics;
+  bool from_beginning = false;
+  std::string value_format = "json";
+  std::string key_format = "string";
+  std::string sink = "stdout";
+  std::optional<std::uint64_t> max_messages;
+  std::optional<std::uint64_t> idle_exit_ms;
+  std::optional<std::uint64_t> commit_every;
+  std::optional<std::uint64_t> commit_interval_ms;
+  std::vector<std::string> rdkafka;  // -X key=value
+  std::optional<std::string> config_file;
+};
+
+struct ProduceOptions {
+  std::optional<std::string> bootstrap_servers;
+  std::string topic;
+  std::uint64_t count = 1000;
+  std::size_t size = 100;
+  std::uint64_t keys = 0;
+  bool json = false;
+  std::uint64_t malformed_every = 0;
+  std::optional<std::string> file;
+  double rate = 0;
+  int partitions = 0;
+  std::vector<std::string> rdkafka;
+};
+
+struct BrokerOptions {
+  std::vector<std::string> topics;  // NAME or NAME:PARTITIONS
+  int brokers = 1;
+};
+
+void add_consume_command(CLI::App& app, ConsumeOptions& o);
+void add_produce_command(CLI::App& app, ProduceOptions& o);
+void add_broker_command(CLI::App& app, BrokerOptions& o);
+
+int run_consume(const ConsumeOptions& o);
+int run_produce(const ProduceOptions& o);
+int run_broker(const BrokerOptions& o);
+
+/// Splits "key=value"; throws kc::Error naming the flag when there is no '='.
+std::pair<std::string, std::string> split_property(const std::string& kv);
+
+}  // namespace kc::tool
