@@ -269,6 +269,7 @@ void ConsumerConfig::validate() const {
   // librdkafka knows its own properties best: apply them to a scratch conf.
   detail::ConfPtr conf(rd_kafka_conf_new());
   for (const auto& [k, v] : librdkafka) {
+    check_owned_property(k, v, "validate");  // the map may have been filled directly
     detail::conf_set(conf.get(), k, v);
   }
 }

@@ -1,0 +1,148 @@
+// kc::Consumer behaviour on librdkafka's mock cluster: handler failures,
+// stored offsets, max-messages, idle exit, bad configuration.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kc/consumer.hpp"
+#include "kc/embedded.hpp"
+#include "kc/error.hpp"
+#include "kc/producer.hpp"
+#include "support/kafka.hpp"
+
+namespace {
+
+constexpr int kPartitions = 2;
+constexpr int kPerPartition = 1000;
+
+class ConsumerOnMock : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    broker_.create_topic("t", kPartitions);
+    kc::Producer p({broker_.bootstrap_servers(), {}});
+    for (int i = 0; i < kPartitions * kPerPartition; ++i) {
+      const std::string v = "v" + std::to_string(i);
+      p.produce("t", std::nullopt, kc::Bytes(reinterpret_cast<const std::byte*>(v.data()), v.size()), i % kPartitions);
+    }
+    ASSERT_TRUE(p.flush(std::chrono::seconds(30)));
+  }
+
+  kc::ConsumerConfig config(const std::string& group) const {
+    kc::ConsumerConfig c;
+    c.bootstrap_servers = broker_.bootstrap_servers();
+    c.group = group;
+    c.topics = {"t"};
+    c.from_beginning = true;
+    c.idle_exit = std::chrono::milliseconds(1500);
+    return c;
+  }
+
+  std::vector<std::int64_t> committed(const std::string& group) const {
+    return kc::test::committed_offsets(broker_.bootstrap_servers(), group, "t", kPartitions);
+  }
+
+  kc::EmbeddedBroker broker_{1};
+};
+
+TEST_F(ConsumerOnMock, HandlerThatThrowsStopsOnlyItsPartitionAndIsNotCommitted) {
+  std::map<int, std::int64_t> last;
+  kc::Consumer c(config("throws"), [&](const kc::Message& m) {
+    const int p = kc::to_int(m.partition());
+    if (p == 0 && kc::to_int(m.offset()) == 100) {
+      throw std::runtime_error("boom");
+    }
+    last[p] = kc::to_int(m.offset());
+    return kc::Outcome::done;
+  });
+  const auto r = c.run();
+  EXPECT_EQ(r.reason, kc::StopReason::idle);
+  EXPECT_EQ(r.stats.failed, 1u);
+  EXPECT_EQ(last[0], 99) << "partition 0 went on past the failed record";
+  EXPECT_EQ(last[1], kPerPartition - 1) << "partition 1 must not be held up";
+  const auto off = committed("throws");
+  EXPECT_EQ(off[0], 100) << "the failed record (offset 100) must stay uncommitted";
+  EXPECT_EQ(off[1], kPerPartition);
+}
+
+TEST_F(ConsumerOnMock, RetryAndDeadOutcomesAlsoHoldTheCommitPoint) {
+  for (const auto outcome : {kc::Outcome::retry, kc::Outcome::dead}) {
+    const std::string group = outcome == kc::Outcome::retry ? "retry" : "dead";
+    kc::Consumer c(config(group), [&](const kc::Message& m) {
+      return kc::to_int(m.offset()) == 10 ? outcome : kc::Outcome::done;
+    });
+    const auto r = c.run();
+    EXPECT_EQ(r.stats.failed, 2u);  // offset 10 of both partitions
+    const auto off = committed(group);
+    EXPECT_EQ(off[0], 10);
+    EXPECT_EQ(off[1], 10);
+  }
+}
+
+TEST_F(ConsumerOnMock, StoredOffsetHookSeeksOnAssignment) {
+  std::map<int, std::int64_t> first;
+  kc::ConsumerHooks hooks;
+  std::vector<kc::TopicPartition> assigned;
+  hooks.stored_offset = [](const kc::TopicPartition& tp) -> std::optional<kc::Offset> {
+    return kc::Offset{kc::to_int(tp.partition) == 0 ? 700 : 250};
+  };
+  hooks.on_assign = [&](std::span<const kc::TopicPartition> tps) { assigned.assign(tps.begin(), tps.end()); };
+  kc::Consumer c(
+      config("stored"),
+      [&](const kc::Message& m) {
+        first.try_emplace(kc::to_int(m.partition()), kc::to_int(m.offset()));
+        return kc::Outcome::done;
+      },
+      hooks);
+  const auto r = c.run();
+  EXPECT_EQ(first[0], 700);
+  EXPECT_EQ(first[1], 250);
+  EXPECT_EQ(r.stats.consumed, static_cast<std::uint64_t>(2 * kPerPartition - 700 - 250));
+  EXPECT_EQ(assigned.size(), 2u);
+}
+
+TEST_F(ConsumerOnMock, MaxMessagesStopsAndCommitsExactlyWhatWasDone) {
+  auto cfg = config("max");
+  cfg.max_messages = 777;
+  cfg.idle_exit = std::chrono::milliseconds(0);
+  kc::Consumer c(cfg, [](const kc::Message&) { return kc::Outcome::done; });
+  const auto r = c.run();
+  EXPECT_EQ(r.reason, kc::StopReason::max_messages);
+  EXPECT_EQ(r.stats.done, 777u);
+  const auto off = committed("max");
+  // -1: nothing committed for a partition (all 777 may come from one).
+  EXPECT_EQ(std::max<std::int64_t>(off[0], 0) + std::max<std::int64_t>(off[1], 0), 777) << off[0] << "+" << off[1];
+}
+
+TEST_F(ConsumerOnMock, StopFromAnotherThreadEndsRunGracefully) {
+  auto cfg = config("stop");
+  cfg.idle_exit = std::chrono::milliseconds(0);
+  std::atomic<int> seen{0};
+  kc::Consumer c(cfg, [&](const kc::Message&) {
+    ++seen;
+    return kc::Outcome::done;
+  });
+  std::thread stopper([&] {
+    while (seen.load() < 2 * kPerPartition) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    c.stop();
+  });
+  const auto r = c.run();
+  stopper.join();
+  EXPECT_EQ(r.reason, kc::StopReason::requested);
+  const auto off = committed("stop");
+  EXPECT_EQ(off[0], kPerPartition);
+  EXPECT_EQ(off[1], kPerPartition);
+}
+
+TEST_F(ConsumerOnMock, AutoCommitConfigIsRefusedAtConstruction) {
+  auto cfg = config("auto");
+  EXPECT_THROW(cfg.set("librdkafka.enable.auto.commit", "true"), kc::Error);
+  cfg.librdkafka["enable.auto.commit"] = "true";  // bypassing set() is caught by validate()
+  EXPECT_THROW(kc::Consumer(cfg, [](const kc::Message&) { return kc::Outcome::done; }), kc::Error);
+}
+
+}  // namespace
