@@ -7,6 +7,7 @@
 #include <librdkafka/rdkafka.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <csignal>
 #include <cstring>
 #include <set>
@@ -188,6 +189,12 @@ void Consumer::Impl::build() {
     // Fewer partition movements than eager; KIP-848 assigns on the broker instead.
     detail::conf_set(conf.get(), "partition.assignment.strategy", "cooperative-sticky");
   }
+  // librdkafka's default (1000 ms) stops fetching for a whole second each
+  // time the local queue is above queued.min.messages: a handler that is
+  // only slightly slower than the network then idles most of the time
+  // (measured: 270k/s instead of 1.3M/s with JSON decoding). 10 ms keeps the
+  // queue fed; the queue's size limits still bound memory.
+  detail::conf_set(conf.get(), "fetch.queue.backoff.ms", "10");
   for (const auto& [k, v] : config.librdkafka) {
     detail::conf_set(conf.get(), k, v);
   }
@@ -597,11 +604,28 @@ RunResult Consumer::run() {
   }
 
   RunResult result;
+  // Records are taken in batches of what is already fetched (no wait), which
+  // halves the per-record queue locking of one rd_kafka_consumer_poll per
+  // record; when nothing is queued, rd_kafka_consumer_poll blocks for the
+  // next one, so a quiet topic costs no latency. Both serve the consumer
+  // queue, so rebalances, commit results, errors and logs still arrive here.
+  detail::QueuePtr queue(rd_kafka_queue_get_consumer(rk));
+  constexpr std::size_t kBatch = 512;
+  std::array<rd_kafka_message_t*, kBatch> batch{};
+  auto limit_reached = [&] { return s.config.max_messages != 0 && s.stats.done >= s.config.max_messages; };
   while (s.stop_requested.load(std::memory_order_relaxed) == 0) {
-    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100);
+    auto n = rd_kafka_consume_batch_queue(queue.get(), 0, batch.data(), kBatch);
+    if (n <= 0) {
+      batch[0] = rd_kafka_consumer_poll(rk, 100);
+      n = batch[0] != nullptr ? 1 : 0;
+    }
     const auto now = Clock::now();
-    if (m != nullptr) {
-      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) {
+      rd_kafka_message_t* m = batch[i];
+      // Past a stop or the max-messages limit, records are left unprocessed
+      // (and uncommitted): the next owner reads them.
+      if (limit_reached() || s.stop_requested.load(std::memory_order_relaxed) != 0) {
+      } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         s.on_message_error(m);
       } else {
         s.on_message(m);
@@ -610,7 +634,7 @@ RunResult Consumer::run() {
       rd_kafka_message_destroy(m);
     }
     s.maybe_commit(now);
-    if (s.config.max_messages != 0 && s.stats.done >= s.config.max_messages) {
+    if (limit_reached()) {
       result.reason = StopReason::max_messages;
       break;
     }
