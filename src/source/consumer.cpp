@@ -566,6 +566,12 @@ void Consumer::Impl::close(Clock::time_point deadline) {
 
 // ---------------------------------------------------------------- public
 
+namespace {
+// The consumer that SIGINT/SIGTERM stop (see stop_on_signals).
+std::atomic<Consumer*> g_signal_target{nullptr};
+std::atomic<int> g_signal_count{0};
+}  // namespace
+
 Consumer::Consumer(ConsumerConfig config, Handler handler, ConsumerHooks hooks)
     : impl_(std::make_unique<Impl>()) {
   impl_->config = std::move(config);
@@ -575,6 +581,9 @@ Consumer::Consumer(ConsumerConfig config, Handler handler, ConsumerHooks hooks)
 }
 
 Consumer::~Consumer() {
+  // A signal after this point must not reach a destroyed consumer.
+  Consumer* self = this;
+  g_signal_target.compare_exchange_strong(self, nullptr);
   if (impl_ && impl_->rk && !impl_->closed) {
     // Never ran, or run() threw: leave without committing anything new.
     rd_kafka_destroy_flags(impl_->rk.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
@@ -684,8 +693,6 @@ RunResult Consumer::run() {
 // ---------------------------------------------------------------- signals
 
 namespace {
-std::atomic<Consumer*> g_signal_target{nullptr};
-std::atomic<int> g_signal_count{0};
 
 extern "C" void on_stop_signal(int) {
   if (g_signal_count.fetch_add(1) >= 1) {
