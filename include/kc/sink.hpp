@@ -33,7 +33,8 @@ class Sink {
 };
 
 /// Creates a sink from its spec: `stdout`, `jsonl:PATH` (appends; creates the
-/// file) or `null` (discards). JSON-lines sinks write one object per record:
+/// file; drops a partial last line that a killed run left, since its record
+/// was never committed) or `null` (discards). JSON-lines sinks write one object per record:
 /// {"topic","partition","offset","timestamp","key","headers","value"}; keys
 /// and values in base64 for the raw format, as JSON strings for string (base64
 /// with a "key_encoding"/"value_encoding" field when not valid UTF-8), and the

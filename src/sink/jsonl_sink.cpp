@@ -1,4 +1,6 @@
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <openssl/evp.h>
 #include <unistd.h>
 
@@ -165,6 +167,45 @@ class JsonLinesSink final : public Sink {
   std::string buf_;
 };
 
+// A kill -9 can cut a large write(2) short at a page boundary (the kernel
+// checks for fatal signals between pages), leaving half a line at the end of
+// the file. That record was never committed (the sink flushes before the
+// commit is sent), so the next run reads it again: drop the fragment.
+void trim_partial_last_line(int fd, const std::string& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_size == 0) {
+    return;
+  }
+  char buf[65536];
+  off_t end = st.st_size;
+  while (end > 0) {
+    const off_t start = end > static_cast<off_t>(sizeof buf) ? end - static_cast<off_t>(sizeof buf) : 0;
+    const auto n = ::pread(fd, buf, static_cast<std::size_t>(end - start), start);
+    if (n <= 0) {
+      throw Error(errc::io, "sink jsonl:" + path + ": cannot read: " + std::strerror(errno));
+    }
+    for (auto i = n; i > 0; --i) {
+      if (buf[i - 1] == '\n') {
+        end = start + i;
+        if (end != st.st_size) {
+          spdlog::warn("kc: sink {}: dropped a partial last line of {} bytes (an interrupted run; that record "
+                       "was not committed and is read again)",
+                       path, st.st_size - end);
+          if (::ftruncate(fd, end) != 0) {
+            throw Error(errc::io, "sink jsonl:" + path + ": cannot truncate: " + std::strerror(errno));
+          }
+        }
+        return;
+      }
+    }
+    end = start;
+  }
+  spdlog::warn("kc: sink {}: dropped a partial line of {} bytes (an interrupted run)", path, st.st_size);
+  if (::ftruncate(fd, 0) != 0) {
+    throw Error(errc::io, "sink jsonl:" + path + ": cannot truncate: " + std::strerror(errno));
+  }
+}
+
 class NullSink final : public Sink {
  public:
   void write(const Message&, const DecodedValue&) override {}
@@ -182,9 +223,15 @@ std::unique_ptr<Sink> make_sink(std::string_view spec, KeyFormat key, ValueForma
   }
   if (spec.starts_with("jsonl:") && spec.size() > 6) {
     const std::string path(spec.substr(6));
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) {
       throw Error(errc::io, "sink " + std::string(spec) + ": cannot open: " + std::strerror(errno));
+    }
+    try {
+      trim_partial_last_line(fd, path);
+    } catch (...) {
+      ::close(fd);
+      throw;
     }
     return std::make_unique<JsonLinesSink>(fd, true, path, key, value);
   }

@@ -27,14 +27,13 @@ std::string bootstrap() {
 std::string unique_name(std::string_view prefix) {
   static std::atomic<unsigned> counter{0};
   static const unsigned salt = std::random_device{}();
+  const unsigned n = counter.fetch_add(1);
   char rnd[16];
-  std::snprintf(rnd, sizeof rnd, "%06x", (salt ^ (counter.load() * 2654435761u)) & 0xffffffu);
-  return std::string(prefix) + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) +
-         "-" + rnd;
+  std::snprintf(rnd, sizeof rnd, "%06x", (salt ^ (n * 2654435761u)) & 0xffffffu);
+  return std::string(prefix) + "-" + std::to_string(::getpid()) + "-" + std::to_string(n) + "-" + rnd;
 }
 
-bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
-                std::chrono::milliseconds every) {
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout, std::chrono::milliseconds every) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     if (pred()) {
@@ -54,8 +53,8 @@ unsigned test_seed() {
 
 TempDir::TempDir(std::string_view prefix) {
   const char* tmp = std::getenv("TMPDIR");
-  std::string templ = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/" + std::string(prefix) +
-                      ".XXXXXX";
+  std::string templ =
+      std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/" + std::string(prefix) + ".XXXXXX";
   if (::mkdtemp(templ.data()) == nullptr) {
     throw Failure("cannot create a temporary directory from " + templ + ": " +
                   std::error_code(errno, std::generic_category()).message());
@@ -81,6 +80,12 @@ std::string read_file(const std::filesystem::path& path) {
   std::ostringstream out;
   out << in.rdbuf();
   return std::move(out).str();
+}
+
+std::uintmax_t file_size_or_zero(const std::filesystem::path& path) {
+  std::error_code ec;
+  const auto n = std::filesystem::file_size(path, ec);
+  return ec ? 0 : n;
 }
 
 std::string tail(std::string_view text, std::size_t max_lines) {

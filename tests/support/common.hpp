@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <stdexcept>
@@ -59,6 +60,9 @@ class TempDir {
 
 /// The whole content of a file ("" if it does not exist).
 std::string read_file(const std::filesystem::path& path);
+
+/// The size of a file, 0 if it does not exist (yet).
+std::uintmax_t file_size_or_zero(const std::filesystem::path& path);
 
 /// The last `max_lines` lines of `text`, for failure messages.
 std::string tail(std::string_view text, std::size_t max_lines = 40);

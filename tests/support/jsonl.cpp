@@ -2,22 +2,31 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <unordered_set>
 
 #include "support/common.hpp"
 
 namespace kc::test {
 
-std::vector<SinkRecord> read_jsonl(const std::filesystem::path& path) {
+std::vector<SinkRecord> read_jsonl(const std::filesystem::path& path, std::string* partial_tail) {
   if (!std::filesystem::exists(path)) {
     throw Failure("read_jsonl: " + path.string() + " does not exist");
   }
-  const std::string text = read_file(path);
+  std::string text = read_file(path);
+  if (partial_tail != nullptr) {
+    partial_tail->clear();
+  }
   if (!text.empty() && text.back() != '\n') {
-    const auto start = text.rfind('\n');
-    throw Failure("read_jsonl: " + path.string() + " ends with a partial line (" +
-                  std::to_string(text.size() - (start == std::string::npos ? 0 : start + 1)) +
-                  " bytes without a newline): '" + text.substr(start == std::string::npos ? 0 : start + 1, 200) + "'");
+    const auto nl = text.rfind('\n');
+    const auto start = nl == std::string::npos ? 0 : nl + 1;
+    if (partial_tail == nullptr) {
+      throw Failure("read_jsonl: " + path.string() + " (" + std::to_string(text.size()) +
+                    " bytes) ends with a partial line (" + std::to_string(text.size() - start) +
+                    " bytes without a newline): '" + text.substr(start, 200) + "'");
+    }
+    *partial_tail = text.substr(start);
+    text.resize(start);
   }
   std::vector<SinkRecord> out;
   simdjson::dom::parser parser;
@@ -62,6 +71,11 @@ std::vector<SinkRecord> read_jsonl(const std::filesystem::path& path) {
   return out;
 }
 
+std::size_t count_lines(const std::filesystem::path& path) {
+  const std::string text = read_file(path);
+  return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
 std::string Coverage::to_string() const {
   return "lines=" + std::to_string(lines) + " distinct=" + std::to_string(distinct) +
          " expected=" + std::to_string(expected) + " missing=" + std::to_string(missing) +
@@ -81,8 +95,8 @@ Coverage coverage(const std::vector<SinkRecord>& records, const std::string& top
     c.expected += static_cast<std::uint64_t>(high_watermarks[p]);
   }
   for (const auto& r : records) {
-    if (r.topic != topic || r.partition < 0 || static_cast<std::size_t>(r.partition) >= seen.size() ||
-        r.offset < 0 || r.offset >= high_watermarks[static_cast<std::size_t>(r.partition)]) {
+    if (r.topic != topic || r.partition < 0 || static_cast<std::size_t>(r.partition) >= seen.size() || r.offset < 0 ||
+        r.offset >= high_watermarks[static_cast<std::size_t>(r.partition)]) {
       ++c.out_of_range;
       continue;
     }
@@ -110,9 +124,8 @@ Coverage coverage(const std::vector<SinkRecord>& records, const std::string& top
         }
       } else if (gap_start >= 0) {
         if (c.first_missing.empty()) {
-          c.first_missing = "p" + std::to_string(p) + " o" + std::to_string(gap_start) + ".." +
-                            std::to_string(o - 1) + " (" + std::to_string(static_cast<std::int64_t>(o) - gap_start) +
-                            ")";
+          c.first_missing = "p" + std::to_string(p) + " o" + std::to_string(gap_start) + ".." + std::to_string(o - 1) +
+                            " (" + std::to_string(static_cast<std::int64_t>(o) - gap_start) + ")";
         }
         gap_start = -1;
       }

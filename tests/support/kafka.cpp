@@ -36,13 +36,13 @@ using OptionsPtr = std::unique_ptr<rd_kafka_AdminOptions_t, OptionsDeleter>;
 using ListPtr = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
 using ErrorPtr = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
 
-int to_ms(std::chrono::milliseconds d) { return static_cast<int>(d.count()); }
+int to_ms(std::chrono::milliseconds d) {
+  return static_cast<int>(d.count());
+}
 
 // A client of `type`; `opaque` becomes the handle's opaque (callbacks get it).
-RkPtr make_client(rd_kafka_type_t type, const std::string& bootstrap,
-                  const std::map<std::string, std::string>& props,
-                  void (*dr_cb)(rd_kafka_t*, const rd_kafka_message_t*, void*) = nullptr,
-                  void* opaque = nullptr) {
+RkPtr make_client(rd_kafka_type_t type, const std::string& bootstrap, const std::map<std::string, std::string>& props,
+                  void (*dr_cb)(rd_kafka_t*, const rd_kafka_message_t*, void*) = nullptr, void* opaque = nullptr) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char err[512];
   auto set = [&](const std::string& k, const std::string& v) {
@@ -154,9 +154,9 @@ void create_topic(const std::string& bootstrap, const std::string& name, int par
   if (cnt != 1) {
     throw Failure("create_topic " + name + ": expected one topic result, got " + std::to_string(cnt));
   }
-  if (rd_kafka_topic_result_error(topics[0]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    throw Failure("create_topic " + name + ": " + rd_kafka_err2name(rd_kafka_topic_result_error(topics[0])) +
-                  ": " + (rd_kafka_topic_result_error_string(topics[0]) ? rd_kafka_topic_result_error_string(topics[0]) : ""));
+  if (const auto e = rd_kafka_topic_result_error(topics[0]); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char* why = rd_kafka_topic_result_error_string(topics[0]);
+    throw Failure("create_topic " + name + ": " + rd_kafka_err2name(e) + ": " + (why != nullptr ? why : ""));
   }
   if (!wait_until([&] { return topic_ready(rk.get(), name, partitions); }, timeout, 100ms)) {
     throw Failure("create_topic " + name + ": created, but the metadata did not show " + std::to_string(partitions) +
@@ -187,9 +187,9 @@ std::uint64_t produce(const std::string& bootstrap, const std::string& topic, st
     }
     const std::uint64_t i = options.first + sent;
     value = options.value_prefix + std::to_string(i);
-    const std::int32_t partition =
-        options.partitions > 0 ? static_cast<std::int32_t>(i % static_cast<std::uint64_t>(options.partitions))
-                               : RD_KAFKA_PARTITION_UA;
+    const std::int32_t partition = options.partitions > 0
+                                       ? static_cast<std::int32_t>(i % static_cast<std::uint64_t>(options.partitions))
+                                       : RD_KAFKA_PARTITION_UA;
     for (;;) {
       const auto err = rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
                                          RD_KAFKA_V_VALUE(value.data(), value.size()),
@@ -234,14 +234,14 @@ std::uint64_t produce(const std::string& bootstrap, const std::string& topic, st
 BackgroundProducer::BackgroundProducer(std::string bootstrap, std::string topic, std::uint64_t n,
                                        ProduceOptions options) {
   options.stop = &stop_;
-  thread_ = std::thread([this, bootstrap = std::move(bootstrap), topic = std::move(topic), n,
-                         options = std::move(options)] {
-    try {
-      produced_ = produce(bootstrap, topic, n, options);
-    } catch (...) {
-      error_ = std::current_exception();
-    }
-  });
+  thread_ =
+      std::thread([this, bootstrap = std::move(bootstrap), topic = std::move(topic), n, options = std::move(options)] {
+        try {
+          produced_ = produce(bootstrap, topic, n, options);
+        } catch (...) {
+          error_ = std::current_exception();
+        }
+      });
 }
 
 BackgroundProducer::~BackgroundProducer() {
@@ -326,8 +326,8 @@ void set_group_config(const std::string& bootstrap, const std::string& group,
   const std::string what = "set_group_config of group " + group;
   rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_GROUP, group.c_str());
   for (const auto& [k, v] : configs) {
-    ErrorPtr e(rd_kafka_ConfigResource_add_incremental_config(res, k.c_str(), RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET,
-                                                               v.c_str()));
+    ErrorPtr e(
+        rd_kafka_ConfigResource_add_incremental_config(res, k.c_str(), RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET, v.c_str()));
     if (e) {
       rd_kafka_ConfigResource_destroy(res);
       throw Failure(what + ": " + k + ": " + rd_kafka_error_string(e.get()));

@@ -10,8 +10,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <exception>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>

@@ -114,7 +114,9 @@ bool Subprocess::reap(bool block) {
   return true;
 }
 
-bool Subprocess::running() { return !reap(false); }
+bool Subprocess::running() {
+  return !reap(false);
+}
 
 void Subprocess::signal(int sig) {
   if (pid_ > 0 && !reap(false)) {
@@ -133,7 +135,11 @@ std::optional<ExitStatus> Subprocess::wait(std::chrono::milliseconds timeout) {
   return status_;
 }
 
-std::string Subprocess::stdout_text() const { return read_file(out_); }
-std::string Subprocess::stderr_text() const { return read_file(err_); }
+std::string Subprocess::stdout_text() const {
+  return read_file(out_);
+}
+std::string Subprocess::stderr_text() const {
+  return read_file(err_);
+}
 
 }  // namespace kc::test
