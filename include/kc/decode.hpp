@@ -18,7 +18,7 @@ struct DecodeLimits {
 };
 
 /// Validates JSON (full RFC 8259 grammar and UTF-8, via simdjson) and appends
-/// its minified text to an output buffer (one line, safe to embed in JSONL).
+/// it as one line to an output buffer (safe to embed in JSONL).
 /// Not thread-safe: one per thread; it keeps its buffers between calls, so
 /// steady-state decoding does not allocate.
 class JsonDecoder {
@@ -28,10 +28,16 @@ class JsonDecoder {
   JsonDecoder(const JsonDecoder&) = delete;
   JsonDecoder& operator=(const JsonDecoder&) = delete;
 
-  /// On success appends the minified JSON to `out` and returns true. On
+  enum class Output { line, none };
+
+  /// On success appends the document to `out` as one line (the original
+  /// bytes when they hold no line break, else minified) and returns true. On
   /// failure leaves `out` as it was, sets `error` to a one-line reason and
   /// returns false. Never throws except std::bad_alloc.
-  bool decode(Bytes in, std::string& out, std::string& error);
+  bool decode(Bytes in, std::string& out, std::string& error, Output mode = Output::line);
+
+  /// Validates only (a full parse, no output): for callers that discard the text.
+  bool validate(Bytes in, std::string& error);
 
  private:
   struct Impl;

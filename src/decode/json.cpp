@@ -25,7 +25,7 @@ JsonDecoder::JsonDecoder(DecodeLimits limits) : impl_(std::make_unique<Impl>()) 
 
 JsonDecoder::~JsonDecoder() = default;
 
-bool JsonDecoder::decode(Bytes in, std::string& out, std::string& error) {
+bool JsonDecoder::decode(Bytes in, std::string& out, std::string& error, Output out_mode) {
   auto& s = *impl_;
   if (in.size() > s.limits.max_bytes) {
     error = "value of " + std::to_string(in.size()) + " bytes exceeds the decode limit of " +
@@ -49,9 +49,18 @@ bool JsonDecoder::decode(Bytes in, std::string& out, std::string& error) {
     error = std::string("invalid JSON: ") + simdjson::error_message(e);
     return false;
   }
-  // Validated above; minify only strips insignificant whitespace, so the
-  // result is one line whatever the input's layout.
+  if (out_mode == Output::none) {
+    return true;
+  }
   const std::size_t at = out.size();
+  const auto* text = reinterpret_cast<const char*>(in.data());
+  if (std::memchr(text, '\n', in.size()) == nullptr && std::memchr(text, '\r', in.size()) == nullptr) {
+    // Already one line (JSON strings cannot hold raw line breaks): keep the
+    // original bytes, which is cheaper than minifying them.
+    out.append(text, in.size());
+    return true;
+  }
+  // Validated above; minify only strips insignificant whitespace.
   out.resize(at + in.size() + simdjson::SIMDJSON_PADDING);
   std::size_t len = 0;
   if (simdjson::minify(s.padded.data(), in.size(), out.data() + at, len) != simdjson::SUCCESS) {
@@ -61,6 +70,11 @@ bool JsonDecoder::decode(Bytes in, std::string& out, std::string& error) {
   }
   out.resize(at + len);
   return true;
+}
+
+bool JsonDecoder::validate(Bytes in, std::string& error) {
+  std::string unused;
+  return decode(in, unused, error, Output::none);
 }
 
 bool is_valid_utf8(Bytes b) noexcept {

@@ -47,3 +47,19 @@ TEST(JsonDecoder, ReusesBuffersAcrossDocumentsOfGrowingSize) {
     EXPECT_EQ(out, doc);
   }
 }
+
+TEST(JsonDecoder, KeepsSingleLineDocumentsByteForByte) {
+  kc::JsonDecoder d;
+  std::string out;
+  std::string err;
+  ASSERT_TRUE(d.decode(bytes(R"( {"a": 1,  "b": "x\ny"} )"), out, err)) << err;
+  EXPECT_EQ(out, R"( {"a": 1,  "b": "x\ny"} )");  // escaped \n is not a line break
+}
+
+TEST(JsonDecoder, ValidateChecksWithoutOutput) {
+  kc::JsonDecoder d;
+  std::string err;
+  EXPECT_TRUE(d.validate(bytes(R"({"a":[1,2,{"b":null}]})"), err)) << err;
+  EXPECT_FALSE(d.validate(bytes(R"({"a":[1,2,{"b":nul}]})"), err));
+  EXPECT_NE(err.find("invalid JSON"), std::string::npos);
+}

@@ -95,6 +95,8 @@ int run_consume(const ConsumeOptions& o) {
   const auto vf = o.value_format == "raw" ? ValueFormat::raw : o.value_format == "string" ? ValueFormat::string : ValueFormat::json;
   const auto kf = o.key_format == "raw" ? KeyFormat::raw : KeyFormat::string;
   auto sink = make_sink(o.sink, kf, vf);
+  // The null sink throws the text away: validate without producing it.
+  const bool discard = o.sink == "null";
 
   JsonDecoder decoder;
   std::string json;
@@ -104,7 +106,7 @@ int run_consume(const ConsumeOptions& o) {
     DecodedValue dv;
     if (vf == ValueFormat::json && m.value()) {
       json.clear();
-      if (decoder.decode(*m.value(), json, error)) {
+      if (decoder.decode(*m.value(), json, error, discard ? JsonDecoder::Output::none : JsonDecoder::Output::line)) {
         dv.json = json;
       } else {
         ++malformed;
