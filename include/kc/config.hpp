@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "kc/deadletter.hpp"
+
 namespace kc {
 
 /// When kc commits in steady state (asynchronously): after `every_messages`
@@ -37,6 +39,12 @@ struct CommitPolicy {
 /// | max_messages          | KC_MAX_MESSAGES          | stop cleanly after N messages (0: never)  |
 /// | idle_exit_ms          | KC_IDLE_EXIT_MS          | stop after N ms without a message, counted|
 /// |                       |                          | from the first assignment (0: never)      |
+/// | retry.max_attempts    | KC_RETRY_MAX_ATTEMPTS    | handler calls in all (3)                  |
+/// | retry.backoff_ms      | KC_RETRY_BACKOFF_MS      | first retry delay (1000), doubling        |
+/// | retry.backoff_max_ms  | KC_RETRY_BACKOFF_MAX_MS  | cap on the retry delay (30000)            |
+/// | dlq.enabled           | KC_DLQ_ENABLED           | dead letters to a topic (false)           |
+/// | dlq.topic             | KC_DLQ_TOPIC             | `{topic}.dead-letter`; setting it enables |
+/// | dlq.headers           | KC_DLQ_HEADERS           | kc, spring or both (kc)                   |
 /// | librdkafka.<prop>     | KC_LIBRDKAFKA_<PROP>     | any librdkafka property; in the env name  |
 /// |                       |                          | `_` stands for `.` (fetch_max_bytes)      |
 ///
@@ -51,6 +59,8 @@ struct ConsumerConfig {
   std::chrono::milliseconds shutdown_timeout{10000};
   std::uint64_t max_messages = 0;
   std::chrono::milliseconds idle_exit{0};
+  RetryPolicy retry;
+  DeadLetterPolicy dead_letter;
   /// librdkafka properties, passed through after validation.
   std::map<std::string, std::string> librdkafka;
 

@@ -18,12 +18,16 @@
 
 namespace kc {
 
-/// The user's code: called once per record, on the poll thread, in offset
-/// order per partition. Return Outcome::done when the record is processed.
-/// Throwing (any exception), or returning retry or dead, stops that partition
-/// (it is paused, nothing at or past the record is committed, other
-/// partitions go on) and the error is logged with topic, partition and
-/// offset. The retry and dead-letter machinery builds on this outcome.
+/// The user's code: called on the poll thread, in offset order per
+/// partition. Return Outcome::done when the record is processed.
+/// Failures (see kc/deadletter.hpp): kc::PermanentError, kc::DecodeError or
+/// Outcome::dead mean dead at once; kc::RetriableError, Outcome::retry and by
+/// default any other exception mean retry: the partition is paused, the
+/// record is called again after a backoff (Message::attempt() counts), up to
+/// RetryPolicy::max_attempts; then it is dead. A dead record goes to the
+/// dead-letter topic when one is configured (it counts as done once the
+/// broker acknowledged its dead letter); without one it stops its partition
+/// (paused, nothing at or past it committed, other partitions go on).
 using Handler = std::function<Outcome(const Message&)>;
 
 /// Optional hooks. All run on the poll thread; none may call back into the
@@ -49,7 +53,9 @@ struct ConsumerHooks {
 struct RunStats {
   std::uint64_t consumed = 0;        ///< records handed to the handler
   std::uint64_t done = 0;            ///< records whose handler returned done
-  std::uint64_t failed = 0;          ///< records that stopped their partition
+  std::uint64_t failed = 0;          ///< records that stopped their partition (no dead-letter topic)
+  std::uint64_t retried = 0;         ///< retries scheduled (a record retried twice counts 2)
+  std::uint64_t dead_lettered = 0;   ///< records whose dead letter the broker acknowledged
   std::uint64_t commits_ok = 0;      ///< commit requests the broker acknowledged
   std::uint64_t commits_failed = 0;  ///< commit requests that failed (retried later)
   std::chrono::steady_clock::duration busy{};  ///< from first assignment to the last record handled

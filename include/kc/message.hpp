@@ -48,7 +48,7 @@ struct Timestamp {
 /// Threads: read it on the thread that called the handler.
 class Message {
  public:
-  explicit Message(const rd_kafka_message_s* m) noexcept : m_(m) {}
+  explicit Message(const rd_kafka_message_s* m, int attempt = 1) noexcept : m_(m), attempt_(attempt) {}
 
   std::string_view topic() const noexcept;
   Partition partition() const noexcept;
@@ -60,11 +60,14 @@ class Message {
   Timestamp timestamp() const noexcept;
   /// Headers; parsing them is deferred to the first call.
   Headers headers() const noexcept;
+  /// Which handler call this is for the record: 1, then 2, 3, ... on retries.
+  int attempt() const noexcept { return attempt_; }
   /// The underlying librdkafka message, for the library's internals.
   const rd_kafka_message_s* raw() const noexcept { return m_; }
 
  private:
   const rd_kafka_message_s* m_;
+  int attempt_;
 };
 
 inline std::string_view as_text(Bytes b) noexcept {

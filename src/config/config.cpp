@@ -119,6 +119,46 @@ constexpr KeyDef kKeys[] = {
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
        c.idle_exit = std::chrono::milliseconds(parse_uint(k, v, s));
      }},
+    {"retry.max_attempts",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       const auto n = parse_uint(k, v, s);
+       if (n == 0 || n > 1000) {
+         invalid(k, s, "must be between 1 and 1000 (1: no retry)");
+       }
+       c.retry.max_attempts = static_cast<int>(n);
+     }},
+    {"retry.backoff_ms",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       c.retry.backoff = std::chrono::milliseconds(parse_uint(k, v, s));
+     }},
+    {"retry.backoff_max_ms",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       c.retry.backoff_max = std::chrono::milliseconds(parse_uint(k, v, s));
+     }},
+    {"dlq.enabled",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       c.dead_letter.enabled = parse_bool(k, v, s);
+     }},
+    {"dlq.topic",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       if (v.empty()) {
+         invalid(k, s, "must not be empty (use {topic} for the source topic's name)");
+       }
+       c.dead_letter.topic = std::string(v);
+       c.dead_letter.enabled = true;
+     }},
+    {"dlq.headers",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       if (v == "kc") {
+         c.dead_letter.headers = DeadLetterHeaders::kc;
+       } else if (v == "spring") {
+         c.dead_letter.headers = DeadLetterHeaders::spring;
+       } else if (v == "both") {
+         c.dead_letter.headers = DeadLetterHeaders::both;
+       } else {
+         invalid(k, s, "expected kc, spring or both, got '" + std::string(v) + "'");
+       }
+     }},
 };
 
 // Properties kc owns: at-least-once depends on them being off.
@@ -265,6 +305,17 @@ void ConsumerConfig::validate() const {
   }
   if (topics.empty()) {
     throw Error(errc::config_missing, "topics: at least one topic (or ^regex) is required");
+  }
+  if (retry.backoff_max < retry.backoff) {
+    throw Error(errc::config_invalid_value, "retry.backoff_max_ms: must not be below retry.backoff_ms");
+  }
+  if (dead_letter.enabled) {
+    for (const auto& t : topics) {
+      if (dead_letter.topic_for(t) == t) {
+        throw Error(errc::config_invalid_value, "dlq.topic: '" + dead_letter.topic +
+                                                    "' names the source topic itself (" + t + ")");
+      }
+    }
   }
   // librdkafka knows its own properties best: apply them to a scratch conf.
   detail::ConfPtr conf(rd_kafka_conf_new());

@@ -3,9 +3,14 @@
 namespace kc::detail {
 
 void PartitionOffsets::handed_out(std::int64_t offset) {
-  if (size_ > 0 && offset <= at(size_ - 1).offset) {
-    // A seek back redelivers offsets: what was in flight is void now.
-    reset();
+  // A seek back (a retry) redelivers `offset` and what follows it: those
+  // entries are void. Entries below it stay, done or not (a dead letter
+  // still waiting for its acknowledgement must keep holding the commit point).
+  while (size_ > 0 && at(size_ - 1).offset >= offset) {
+    if (at(size_ - 1).done) {
+      --done_count_;
+    }
+    --size_;
   }
   if (size_ == ring_.size()) {
     grow();

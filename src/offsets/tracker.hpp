@@ -19,8 +19,9 @@ namespace kc::detail {
 /// (a ring buffer that only grows to the peak number in flight).
 class PartitionOffsets {
  public:
-  /// Records that `offset` was handed to a handler. Offsets must increase;
-  /// a smaller or equal one (after a seek back) resets the tracking first.
+  /// Records that `offset` was handed to a handler. Offsets increase, except
+  /// after a seek back (a retry): then the entries at and after `offset` are
+  /// void and dropped first, and the ones before it are kept.
   void handed_out(std::int64_t offset);
 
   /// Marks `offset` done. Returns false when it was not in flight (already

@@ -17,7 +17,9 @@
 
 #include "kc/embedded.hpp"
 #include "kc/error.hpp"
+#include "deadletter/writer.hpp"
 #include "offsets/tracker.hpp"
+#include "retry/backoff.hpp"
 #include "rdkafka/handles.hpp"
 
 namespace kc {
@@ -78,6 +80,14 @@ struct Consumer::Impl {
     detail::PartitionOffsets offsets;
     std::int64_t acked = -1;  // last commit point the broker acknowledged
     bool halted = false;      // a handler failed here: paused, nothing past it is done
+    // Retry: the record at retry_offset failed and is fetched again (seek
+    // back) once the partition resumes at retry_due; retry_attempt is its
+    // next handler call.
+    bool waiting = false;
+    std::int64_t retry_offset = -1;
+    int retry_attempt = 1;
+    Clock::time_point retry_due;
+    bool dlq_paused = false;  // too many dead letters unacknowledged: paused until they drain
   };
 
   ConsumerConfig config;
@@ -89,6 +99,7 @@ struct Consumer::Impl {
   // destroyed last.
   std::unique_ptr<EmbeddedBroker> embedded;
   std::string bootstrap;
+  std::unique_ptr<detail::DeadLetterWriter> dlq;  // when dead letters go to a topic
   detail::HandlePtr rk;
   // Results of asynchronous commits arrive here, not on the consumer queue,
   // so the loop can wait for one without taking records. Declared after
@@ -113,6 +124,9 @@ struct Consumer::Impl {
   std::optional<Clock::time_point> first_assigned;
   Clock::time_point last_activity = Clock::now();
   RunStats stats;
+  detail::Backoff backoff;
+  std::size_t waiting_partitions = 0;
+  std::vector<detail::DeadLetterAck> dlq_acks;  // scratch, reused
 
   void build();
   void on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts);
@@ -122,6 +136,11 @@ struct Consumer::Impl {
   void on_message_error(const rd_kafka_message_t* m);
   PartitionState* state_of(const rd_kafka_message_t* m);
   void halt(PartitionState& st, std::int64_t offset, const std::string& why);
+  void fail(PartitionState& st, const rd_kafka_message_t* m, int attempt, const detail::Failure& f);
+  void set_paused(const TopicPartition& tp, bool paused);
+  void resume_due_retries(Clock::time_point now);
+  void serve_dead_letters(std::chrono::milliseconds wait);
+  void drain_dead_letters(Clock::time_point deadline);
   void drop_state(const std::vector<TopicPartition>& tps);
 
   detail::PartitionListPtr commit_list(const std::vector<TopicPartition>* only);
@@ -212,6 +231,9 @@ void Consumer::Impl::build() {
   rd_kafka_set_log_queue(rk.get(), nullptr);
   rd_kafka_poll_set_consumer(rk.get());
   commit_queue.reset(rd_kafka_queue_new(rk.get()));
+  if (config.dead_letter.enabled) {
+    dlq = std::make_unique<detail::DeadLetterWriter>(bootstrap, config.librdkafka, config.dead_letter, config.group);
+  }
 }
 
 void Consumer::Impl::release_handle(int destroy_flags) {
@@ -265,7 +287,9 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
     } else if (const auto e = rd_kafka_assign(rk.get(), list); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
       throw Error(errc::kafka, std::string("assign failed: ") + rd_kafka_err2str(e));
     }
-    if (!first_assigned) {
+    if (!first_assigned && !tps.empty()) {
+      // An empty assignment (cooperative rounds, a stale member still in the
+      // group) does not start the idle clock.
       first_assigned = Clock::now();
       last_activity = *first_assigned;
     }
@@ -288,8 +312,10 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
         run_hook("on_lost", [&] { hooks.on_lost(tps); });
       }
     } else {
-      // Handlers run on this thread, so nothing is in flight: commit what is done.
+      // Handlers run on this thread; what can still be in flight is dead
+      // letters: wait for them (bounded), then commit what is done.
       const auto deadline = Clock::now() + config.shutdown_timeout;
+      drain_dead_letters(deadline);
       if (!commit_sync(&tps, deadline)) {
         spdlog::warn("kc: commit on revoke of {} did not complete; the next owner re-reads from "
                      "the last committed offset",
@@ -323,7 +349,13 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
 
 void Consumer::Impl::drop_state(const std::vector<TopicPartition>& tps) {
   for (const auto& tp : tps) {
+    if (dlq) {
+      dlq->forget(tp);  // the next owner dead-letters them again
+    }
     if (auto it = parts.find(tp); it != parts.end()) {
+      if (it->second->waiting) {
+        --waiting_partitions;
+      }
       if (it->second->acked >= 0) {
         stats.committed[tp] = Offset{it->second->acked};
       }
@@ -537,32 +569,142 @@ void Consumer::Impl::on_message_error(const rd_kafka_message_t* m) {
 
 void Consumer::Impl::on_message(rd_kafka_message_t* m) {
   PartitionState* st = state_of(m);
-  if (st == nullptr || st->halted) {
-    // Fetched before a revoke or a halt: it will be redelivered to the owner.
+  if (st == nullptr || st->halted || st->waiting) {
+    // Fetched before a revoke, a halt or a retry's seek back: it is read
+    // again (by the owner, or after the retry).
     return;
   }
+  const int attempt = m->offset == st->retry_offset ? st->retry_attempt : 1;
   st->offsets.handed_out(m->offset);
   ++stats.consumed;
   Outcome outcome = Outcome::retry;
-  std::string why;
+  std::exception_ptr error;
   try {
-    outcome = handler(Message(m));
-  } catch (const std::exception& e) {
-    why = std::string("handler threw: ") + e.what();
+    outcome = handler(Message(m, attempt));
   } catch (...) {
-    why = "handler threw a non-standard exception";
+    error = std::current_exception();
   }
-  if (outcome == Outcome::done) {
+  if (!error && outcome == Outcome::done) {
     st->offsets.done(m->offset);
+    st->retry_offset = -1;
     ++stats.done;
     ++done_since_commit;
     return;
   }
-  if (why.empty()) {
-    why = outcome == Outcome::dead ? "handler returned dead (no dead-letter topic configured)"
-                                   : "handler returned retry (retries are not configured)";
+  detail::Failure f;
+  if (error) {
+    f = detail::classify(error, config.retry);
+  } else {
+    f.retriable = outcome == Outcome::retry;
+    f.type = outcome == Outcome::retry ? "kc::Outcome::retry" : "kc::Outcome::dead";
+    f.message = outcome == Outcome::retry ? "handler returned retry" : "handler returned dead";
   }
-  halt(*st, m->offset, why);
+  fail(*st, m, attempt, f);
+}
+
+void Consumer::Impl::set_paused(const TopicPartition& tp, bool paused) {
+  detail::PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), to_int(tp.partition));
+  const auto err = paused ? rd_kafka_pause_partitions(rk.get(), list.get()) : rd_kafka_resume_partitions(rk.get(), list.get());
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    spdlog::error("kc: cannot {} {}[{}]: {}", paused ? "pause" : "resume", tp.topic, to_int(tp.partition),
+                  rd_kafka_err2str(err));
+  }
+}
+
+void Consumer::Impl::fail(PartitionState& st, const rd_kafka_message_t* m, int attempt, const detail::Failure& f) {
+  if (f.retriable && attempt < config.retry.max_attempts) {
+    // Pause the partition and seek back to the record: the poll loop keeps
+    // running (other partitions flow, the group sees us alive), and the
+    // record is fetched again when the partition resumes at retry_due.
+    const auto delay = backoff.delay(config.retry, attempt + 1);
+    st.waiting = true;
+    ++waiting_partitions;
+    st.retry_offset = m->offset;
+    st.retry_attempt = attempt + 1;
+    st.retry_due = Clock::now() + delay;
+    ++stats.retried;
+    set_paused(st.tp, true);
+    detail::PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(list.get(), st.tp.topic.c_str(), to_int(st.tp.partition))->offset = m->offset;
+    detail::ErrorPtr e(rd_kafka_seek_partitions(rk.get(), list.get(), 0));
+    if (e) {
+      spdlog::error("kc: seek back for a retry failed: {}", rd_kafka_error_string(e.get()));
+    }
+    spdlog::info("kc: {}[{}] offset {}: {}: {}; attempt {} of {} in {} ms", st.tp.topic, to_int(st.tp.partition),
+                 m->offset, f.type, f.message, attempt + 1, config.retry.max_attempts, delay.count());
+    return;
+  }
+  st.retry_offset = -1;
+  if (!dlq) {
+    halt(st, m->offset, f.type + ": " + f.message);
+    return;
+  }
+  // The record stays not-done (holding the commit point) until the broker
+  // acknowledged its dead letter; later records go on meanwhile.
+  dlq->write(m, {f.type, f.message, attempt});
+  spdlog::info("kc: {}[{}] offset {}: {}: {}; to the dead-letter topic after {} attempt(s)", st.tp.topic,
+               to_int(st.tp.partition), m->offset, f.type, f.message, attempt);
+  constexpr std::size_t kMaxDeadLettersInFlight = 1000;  // per partition; each holds a copy of its record
+  if (!st.dlq_paused && dlq->in_flight(st.tp) >= kMaxDeadLettersInFlight) {
+    st.dlq_paused = true;
+    set_paused(st.tp, true);
+    spdlog::warn("kc: {}[{}] paused: {} dead letters are not acknowledged yet", st.tp.topic, to_int(st.tp.partition),
+                 kMaxDeadLettersInFlight);
+  }
+}
+
+void Consumer::Impl::resume_due_retries(Clock::time_point now) {
+  if (waiting_partitions == 0) {
+    return;
+  }
+  for (auto& [tp, st] : parts) {
+    if (st->waiting && st->retry_due <= now) {
+      st->waiting = false;
+      --waiting_partitions;
+      set_paused(tp, false);
+      last_activity = now;  // the record is on its way again: not idle yet
+    }
+  }
+}
+
+void Consumer::Impl::serve_dead_letters(std::chrono::milliseconds wait) {
+  if (!dlq) {
+    return;
+  }
+  dlq_acks.clear();
+  dlq->poll(dlq_acks, wait);
+  for (const auto& ack : dlq_acks) {
+    auto it = parts.find(ack.source);
+    if (it == parts.end()) {
+      continue;
+    }
+    auto& st = *it->second;
+    if (st.offsets.done(ack.offset)) {
+      ++stats.dead_lettered;
+      ++done_since_commit;
+    }
+    if (st.dlq_paused && dlq->in_flight(st.tp) == 0) {
+      st.dlq_paused = false;
+      set_paused(st.tp, false);
+    }
+  }
+}
+
+void Consumer::Impl::drain_dead_letters(Clock::time_point deadline) {
+  if (!dlq || dlq->in_flight() == 0) {
+    return;
+  }
+  dlq_acks.clear();
+  if (!dlq->drain(dlq_acks, deadline)) {
+    spdlog::warn("kc: {} dead letters still unacknowledged at the deadline: their records stay uncommitted",
+                 dlq->in_flight());
+  }
+  for (const auto& ack : dlq_acks) {
+    if (auto it = parts.find(ack.source); it != parts.end() && it->second->offsets.done(ack.offset)) {
+      ++stats.dead_lettered;
+    }
+  }
 }
 
 // ---------------------------------------------------------------- close
@@ -688,12 +830,17 @@ RunResult Consumer::run() {
       }
       rd_kafka_message_destroy(m);
     }
+    s.serve_dead_letters(std::chrono::milliseconds(0));
+    s.resume_due_retries(now);
     s.maybe_commit(now);
     if (limit_reached()) {
       result.reason = StopReason::max_messages;
       break;
     }
-    if (s.config.idle_exit.count() > 0 && s.first_assigned && now - s.last_activity >= s.config.idle_exit) {
+    // Idle means nothing left to do: no record arrived for idle_exit and no
+    // retry or dead letter is still pending.
+    const bool pending = s.waiting_partitions > 0 || (s.dlq && s.dlq->in_flight() > 0);
+    if (s.config.idle_exit.count() > 0 && s.first_assigned && !pending && now - s.last_activity >= s.config.idle_exit) {
       result.reason = StopReason::idle;
       break;
     }
@@ -720,6 +867,7 @@ RunResult Consumer::run() {
     // Graceful: handlers run on this thread, so nothing is in flight. Commit
     // what is done, then close (the revoke commits again only if needed).
     const auto deadline = end + s.config.shutdown_timeout;
+    s.drain_dead_letters(deadline);
     s.commit_sync(nullptr, deadline);
     s.close(deadline);
   }

@@ -47,12 +47,12 @@ class ConsumerOnMock : public ::testing::Test {
   kc::EmbeddedBroker broker_{1};
 };
 
-TEST_F(ConsumerOnMock, HandlerThatThrowsStopsOnlyItsPartitionAndIsNotCommitted) {
+TEST_F(ConsumerOnMock, PermanentFailureWithoutDeadLetterTopicStopsOnlyItsPartition) {
   std::map<int, std::int64_t> last;
   kc::Consumer c(config("throws"), [&](const kc::Message& m) {
     const int p = kc::to_int(m.partition());
     if (p == 0 && kc::to_int(m.offset()) == 100) {
-      throw std::runtime_error("boom");
+      throw kc::PermanentError("boom");
     }
     last[p] = kc::to_int(m.offset());
     return kc::Outcome::done;
@@ -70,15 +70,92 @@ TEST_F(ConsumerOnMock, HandlerThatThrowsStopsOnlyItsPartitionAndIsNotCommitted) 
 TEST_F(ConsumerOnMock, RetryAndDeadOutcomesAlsoHoldTheCommitPoint) {
   for (const auto outcome : {kc::Outcome::retry, kc::Outcome::dead}) {
     const std::string group = outcome == kc::Outcome::retry ? "retry" : "dead";
-    kc::Consumer c(config(group), [&](const kc::Message& m) {
-      return kc::to_int(m.offset()) == 10 ? outcome : kc::Outcome::done;
+    auto cfg = config(group);
+    cfg.retry.max_attempts = 2;
+    cfg.retry.backoff = std::chrono::milliseconds(50);
+    std::map<int, int> calls_at_10;
+    kc::Consumer c(cfg, [&](const kc::Message& m) {
+      if (kc::to_int(m.offset()) != 10) {
+        return kc::Outcome::done;
+      }
+      ++calls_at_10[kc::to_int(m.partition())];
+      return outcome;
     });
     const auto r = c.run();
     EXPECT_EQ(r.stats.failed, 2u);  // offset 10 of both partitions
+    EXPECT_EQ(r.stats.retried, outcome == kc::Outcome::retry ? 2u : 0u);
+    EXPECT_EQ(calls_at_10[0], outcome == kc::Outcome::retry ? 2 : 1);
     const auto off = committed(group);
     EXPECT_EQ(off[0], 10);
     EXPECT_EQ(off[1], 10);
   }
+}
+
+TEST_F(ConsumerOnMock, FailOnceThenSucceedIsRetriedInOrderAndCommitted) {
+  auto cfg = config("once");
+  cfg.retry.backoff = std::chrono::milliseconds(100);
+  std::map<int, std::vector<std::int64_t>> handled;  // successful offsets per partition, in call order
+  std::map<std::int64_t, int> attempts_seen;
+  kc::Consumer c(cfg, [&](const kc::Message& m) {
+    const int p = kc::to_int(m.partition());
+    const auto o = kc::to_int(m.offset());
+    if (p == 0 && (o == 10 || o == 20)) {
+      attempts_seen[o] = m.attempt();
+      if (m.attempt() == 1) {
+        throw std::runtime_error("transient");  // any exception: retriable by default
+      }
+    }
+    handled[p].push_back(o);
+    return kc::Outcome::done;
+  });
+  const auto r = c.run();
+  EXPECT_EQ(r.stats.retried, 2u);
+  EXPECT_EQ(r.stats.failed, 0u);
+  EXPECT_EQ(attempts_seen[10], 2);
+  EXPECT_EQ(attempts_seen[20], 2);
+  for (int p = 0; p < kPartitions; ++p) {
+    ASSERT_EQ(handled[p].size(), static_cast<std::size_t>(kPerPartition)) << "partition " << p;
+    for (std::size_t i = 0; i < handled[p].size(); ++i) {
+      ASSERT_EQ(handled[p][i], static_cast<std::int64_t>(i)) << "order broken in partition " << p;
+    }
+  }
+  const auto off = committed("once");
+  EXPECT_EQ(off[0], kPerPartition);
+  EXPECT_EQ(off[1], kPerPartition);
+}
+
+TEST_F(ConsumerOnMock, RetryBackoffPausesOnlyTheFailingPartition) {
+  auto cfg = config("backoff");
+  cfg.retry.max_attempts = 2;
+  cfg.retry.backoff = std::chrono::milliseconds(2000);
+  cfg.retry.jitter = 0;
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point failed_at{};
+  Clock::time_point retried_at{};
+  Clock::time_point p1_done_at{};
+  int p1_count = 0;
+  kc::Consumer c(cfg, [&](const kc::Message& m) {
+    if (kc::to_int(m.partition()) == 1) {
+      if (++p1_count == kPerPartition) {
+        p1_done_at = Clock::now();
+      }
+      return kc::Outcome::done;
+    }
+    if (kc::to_int(m.offset()) == 5) {
+      if (m.attempt() == 1) {
+        failed_at = Clock::now();
+        throw kc::RetriableError("later");
+      }
+      retried_at = Clock::now();
+    }
+    return kc::Outcome::done;
+  });
+  const auto r = c.run();
+  EXPECT_EQ(r.stats.retried, 1u);
+  ASSERT_NE(retried_at, Clock::time_point{});
+  EXPECT_GE(retried_at - failed_at, std::chrono::milliseconds(1900)) << "backoff not honoured";
+  EXPECT_LT(p1_done_at, retried_at) << "partition 1 waited for partition 0's backoff";
+  EXPECT_EQ(committed("backoff")[0], kPerPartition);
 }
 
 TEST_F(ConsumerOnMock, StoredOffsetHookSeeksOnAssignment) {

@@ -72,6 +72,24 @@ TEST(OffsetTracker, SeekBackVoidsInFlightButKeepsCommitPoint) {
   EXPECT_EQ(t.commit_point(), 3);
 }
 
+TEST(OffsetTracker, RedeliveryAfterARetryKeepsEarlierUnfinishedOffsets) {
+  // 5 waits for its dead letter to be acknowledged; 6 failed and is retried
+  // (seek back to 6): redelivering 6 must not release 5.
+  PartitionOffsets t;
+  t.handed_out(4);
+  ASSERT_TRUE(t.done(4));
+  t.handed_out(5);
+  t.handed_out(6);
+  t.handed_out(7);  // fetched after 6, dropped by the retry
+  t.handed_out(6);  // redelivered
+  EXPECT_EQ(t.in_flight(), 2u);  // 5 and 6
+  ASSERT_TRUE(t.done(6));
+  EXPECT_EQ(t.commit_point(), 5);
+  EXPECT_FALSE(t.done(7)) << "7 was voided by the seek back";
+  ASSERT_TRUE(t.done(5));
+  EXPECT_EQ(t.commit_point(), 7);
+}
+
 TEST(OffsetTracker, ResetForgetsInFlight) {
   PartitionOffsets t;
   t.handed_out(1);

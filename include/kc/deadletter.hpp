@@ -1,0 +1,111 @@
+// Failure handling: the exceptions a handler throws to say what went wrong,
+// the retry policy, and the dead-letter record's header names.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace kc {
+
+/// Thrown by a handler for a transient failure: the record is tried again
+/// after a backoff, up to RetryPolicy::max_attempts, then dead-lettered.
+class RetriableError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Thrown by a handler for a failure that retrying cannot fix: the record
+/// goes to the dead-letter topic at once.
+class PermanentError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A record that cannot be decoded (bad JSON, wrong wire format, ...): a
+/// permanent failure. Its message names what was wrong.
+class DecodeError : public PermanentError {
+ public:
+  using PermanentError::PermanentError;
+};
+
+/// How failed records are tried again. While a record waits for its next
+/// attempt its partition is paused (other partitions go on) and the poll loop
+/// keeps running, so a long backoff never costs the group membership.
+struct RetryPolicy {
+  /// Handler calls in all, the first included (1: no retry).
+  int max_attempts = 3;
+  /// Delay before the second attempt; each further delay is multiplied by
+  /// `multiplier`, capped at `backoff_max`, and spread by +-`jitter` (0..1).
+  std::chrono::milliseconds backoff{1000};
+  std::chrono::milliseconds backoff_max{30000};
+  double multiplier = 2.0;
+  double jitter = 0.2;
+  /// Decides whether an exception thrown by a handler is worth a retry.
+  /// Default (empty): PermanentError (and DecodeError) are not, everything
+  /// else is. Runs on the poll thread; must not throw.
+  std::function<bool(const std::exception_ptr&)> is_retriable;
+
+  /// The delay before attempt `next_attempt` (2 for the first retry), without
+  /// jitter. Pure; any thread.
+  std::chrono::milliseconds delay_before(int next_attempt) const noexcept;
+};
+
+/// Which metadata headers a dead-letter record carries.
+enum class DeadLetterHeaders {
+  kc,      ///< kc's headers (kHeader* below), all text
+  spring,  ///< Spring Kafka's kafka_dlt-* set, encoded as Spring does
+  both,
+};
+
+/// Where dead letters go. The dead-letter record keeps the original key,
+/// value and headers byte for byte and adds metadata headers. A failed
+/// record counts as done (and may be committed) only after the broker
+/// acknowledged its dead letter; while the dead-letter topic cannot be
+/// written, the write is retried with backoff and the commit point stays.
+struct DeadLetterPolicy {
+  /// Off: a dead record stops its partition (nothing at or past it is committed).
+  bool enabled = false;
+  /// Topic name; `{topic}` is replaced by the source topic.
+  std::string topic = "{topic}.dead-letter";
+  DeadLetterHeaders headers = DeadLetterHeaders::kc;
+  /// Error messages longer than this are cut (with "..." appended).
+  std::size_t max_error_message = 1024;
+  /// Backoff between attempts to write a dead letter that failed.
+  std::chrono::milliseconds write_backoff{1000};
+  std::chrono::milliseconds write_backoff_max{30000};
+
+  /// The dead-letter topic for `source_topic`.
+  std::string topic_for(std::string_view source_topic) const;
+};
+
+// kc's dead-letter metadata headers (text values).
+inline constexpr std::string_view kHeaderSourceTopic = "kc.dlq.source.topic";
+inline constexpr std::string_view kHeaderSourcePartition = "kc.dlq.source.partition";
+inline constexpr std::string_view kHeaderSourceOffset = "kc.dlq.source.offset";
+inline constexpr std::string_view kHeaderSourceTimestamp = "kc.dlq.source.timestamp";  ///< ms since epoch
+inline constexpr std::string_view kHeaderGroup = "kc.dlq.group";
+inline constexpr std::string_view kHeaderErrorType = "kc.dlq.error.type";
+inline constexpr std::string_view kHeaderErrorMessage = "kc.dlq.error.message";
+inline constexpr std::string_view kHeaderAttempts = "kc.dlq.attempts";
+inline constexpr std::string_view kHeaderFailedAt = "kc.dlq.failed.at";  ///< UTC, ISO 8601
+/// Added by `kc dlq redrive`: how many times the record was redriven.
+inline constexpr std::string_view kHeaderRedriveCount = "kc.redrive.count";
+
+// Spring Kafka's dead-letter headers (DeadLetterPublishingRecoverer):
+// partition as a 4-byte and offset/timestamp as 8-byte big-endian integers,
+// the others as UTF-8 text.
+inline constexpr std::string_view kSpringOriginalTopic = "kafka_dlt-original-topic";
+inline constexpr std::string_view kSpringOriginalPartition = "kafka_dlt-original-partition";
+inline constexpr std::string_view kSpringOriginalOffset = "kafka_dlt-original-offset";
+inline constexpr std::string_view kSpringOriginalTimestamp = "kafka_dlt-original-timestamp";
+inline constexpr std::string_view kSpringOriginalTimestampType = "kafka_dlt-original-timestamp-type";
+inline constexpr std::string_view kSpringOriginalConsumerGroup = "kafka_dlt-original-consumer-group";
+inline constexpr std::string_view kSpringExceptionFqcn = "kafka_dlt-exception-fqcn";
+inline constexpr std::string_view kSpringExceptionMessage = "kafka_dlt-exception-message";
+
+}  // namespace kc

@@ -1,0 +1,97 @@
+// The dead-letter writer: copies a failed record, adds metadata headers and
+// produces it to the dead-letter topic, retrying the write until the broker
+// acknowledges it. Private to the library; driven by the poll thread.
+#pragma once
+
+#include <librdkafka/rdkafka.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kc/deadletter.hpp"
+#include "kc/types.hpp"
+#include "rdkafka/handles.hpp"
+
+namespace kc::detail {
+
+/// A dead letter the broker acknowledged: its source record is done.
+struct DeadLetterAck {
+  TopicPartition source;
+  std::int64_t offset = -1;
+};
+
+/// Why a record died, for the metadata headers.
+struct DeadLetterCause {
+  std::string type;
+  std::string message;
+  int attempts = 1;
+};
+
+/// Produces dead letters with an idempotent producer (acks=all).
+/// Threads: all calls on one thread (the poll thread); delivery reports are
+/// served inside poll() and drain() on that thread.
+/// Ownership: each record is copied at write(); the copy lives until the
+/// broker acknowledged its dead letter.
+class DeadLetterWriter {
+ public:
+  /// Creates the producer (no I/O yet). `client_props` are the consumer's
+  /// connection and security properties. Throws kc::Error.
+  DeadLetterWriter(const std::string& bootstrap, const std::map<std::string, std::string>& client_props,
+                   DeadLetterPolicy policy, std::string group);
+  ~DeadLetterWriter();
+  DeadLetterWriter(const DeadLetterWriter&) = delete;
+  DeadLetterWriter& operator=(const DeadLetterWriter&) = delete;
+
+  /// Queues the dead letter of `m`. Does not block (may look up the
+  /// dead-letter topic's partition count once, bounded by 2 s).
+  void write(const rd_kafka_message_t* m, const DeadLetterCause& cause);
+
+  /// Serves delivery reports and re-writes whose backoff has passed; appends
+  /// acknowledged dead letters to `acked`. Waits up to `wait` for a report.
+  void poll(std::vector<DeadLetterAck>& acked, std::chrono::milliseconds wait = std::chrono::milliseconds(0));
+
+  /// Polls until nothing is in flight or `deadline`; returns true when drained.
+  bool drain(std::vector<DeadLetterAck>& acked, std::chrono::steady_clock::time_point deadline);
+
+  /// Forgets the dead letters of `tp` that are not acknowledged yet (after a
+  /// revoke or loss: the next owner dead-letters them again). Their
+  /// acknowledgements, if they come, are not reported.
+  void forget(const TopicPartition& tp);
+
+  /// Dead letters written and not yet acknowledged (including those waiting
+  /// for a re-write), in all and for one partition.
+  std::size_t in_flight() const noexcept { return entries_.size(); }
+  std::size_t in_flight(const TopicPartition& tp) const noexcept;
+
+  std::uint64_t failures() const noexcept { return failures_; }
+
+  struct Entry;
+
+ private:
+  void produce(Entry& e);
+  std::int32_t partition_for(const std::string& topic, std::int32_t source_partition);
+
+  DeadLetterPolicy policy_;
+  std::string group_;
+  HandlePtr rk_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Entry>> entries_;
+  std::map<TopicPartition, std::size_t> per_partition_;
+  std::uint64_t next_id_ = 1;
+  std::uint64_t failures_ = 0;
+  struct TopicInfo {
+    int partitions = -1;
+    std::chrono::steady_clock::time_point checked;
+  };
+  std::map<std::string, TopicInfo> topics_;
+  std::vector<std::pair<std::uint64_t, std::string>> reports_;  // id, error ("" = ok): filled by the callback
+
+  friend void dead_letter_report(rd_kafka_t*, const rd_kafka_message_t*, void*) noexcept;
+};
+
+}  // namespace kc::detail
