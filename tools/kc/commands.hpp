@@ -24,6 +24,11 @@ struct ConsumeOptions {
   std::optional<std::uint64_t> commit_interval_ms;
   std::vector<std::string> rdkafka;  // -X key=value
   std::optional<std::string> config_file;
+  std::optional<std::string> dlq_topic;
+  std::optional<std::uint64_t> max_retries;
+  std::optional<std::uint64_t> retry_backoff_ms;
+  std::optional<std::uint64_t> retry_backoff_max_ms;
+  std::optional<std::string> dlq_headers;
 };
 
 struct ProduceOptions {

@@ -8,6 +8,7 @@
 
 #include "commands.hpp"
 #include "kc/consumer.hpp"
+#include "kc/deadletter.hpp"
 #include "kc/decode.hpp"
 #include "kc/error.hpp"
 #include "kc/sink.hpp"
@@ -39,6 +40,14 @@ void add_consume_command(CLI::App& app, ConsumeOptions& o) {
   c->add_option("--commit-interval-ms", o.commit_interval_ms, "commit at least every N ms (default 5000)");
   c->add_option("-X", o.rdkafka, "librdkafka property key=value (repeatable)");
   c->add_option("--config", o.config_file, "TOML configuration file");
+  c->add_option("--dlq-topic", o.dlq_topic,
+                "send dead records (undecodable, or failed after the retries) to this topic; {topic} stands for "
+                "the source topic, e.g. '{topic}.dead-letter'");
+  c->add_option("--max-retries", o.max_retries, "retries after the first attempt (default 2: 3 attempts)");
+  c->add_option("--retry-backoff-ms", o.retry_backoff_ms, "first retry delay, doubled each time (default 1000)");
+  c->add_option("--retry-backoff-max-ms", o.retry_backoff_max_ms, "cap on the retry delay (default 30000)");
+  c->add_option("--dlq-headers", o.dlq_headers, "dead-letter metadata headers: kc|spring|both (default kc)")
+      ->check(CLI::IsMember({"kc", "spring", "both"}));
 }
 
 namespace {
@@ -91,6 +100,22 @@ int run_consume(const ConsumeOptions& o) {
     const auto [k, v] = split_property(kv);
     cfg.set("librdkafka." + k, v, "flag -X");
   }
+  if (o.dlq_topic) {
+    cfg.set("dlq.topic", *o.dlq_topic, "flag --dlq-topic");
+  }
+  if (o.max_retries) {
+    cfg.set("retry.max_attempts", std::to_string(*o.max_retries + 1), "flag --max-retries");
+  }
+  if (o.retry_backoff_ms) {
+    cfg.set("retry.backoff_ms", std::to_string(*o.retry_backoff_ms), "flag --retry-backoff-ms");
+  }
+  if (o.retry_backoff_max_ms) {
+    cfg.set("retry.backoff_max_ms", std::to_string(*o.retry_backoff_max_ms), "flag --retry-backoff-max-ms");
+  }
+  if (o.dlq_headers) {
+    cfg.set("dlq.headers", *o.dlq_headers, "flag --dlq-headers");
+  }
+  const bool dead_letters = cfg.dead_letter.enabled;
 
   const auto vf = o.value_format == "raw" ? ValueFormat::raw : o.value_format == "string" ? ValueFormat::string : ValueFormat::json;
   const auto kf = o.key_format == "raw" ? KeyFormat::raw : KeyFormat::string;
@@ -108,6 +133,9 @@ int run_consume(const ConsumeOptions& o) {
       json.clear();
       if (decoder.decode(*m.value(), json, error, discard ? JsonDecoder::Output::none : JsonDecoder::Output::line)) {
         dv.json = json;
+      } else if (dead_letters) {
+        ++malformed;
+        throw DecodeError(error);  // to the dead-letter topic, with its original bytes
       } else {
         ++malformed;
         spdlog::warn("kc: {}[{}] offset {}: {} (written with the raw value in base64)", m.topic(),
@@ -134,11 +162,13 @@ int run_consume(const ConsumeOptions& o) {
   }
   std::fprintf(stderr,
                "kc consume: %s after %llu records in %.2f s (%.0f msg/s)\n"
-               "  done %llu, malformed %llu, failed %llu, commits ok %llu, commits failed %llu\n"
+               "  done %llu, malformed %llu, retried %llu, dead-lettered %llu, failed %llu, commits ok %llu, "
+               "commits failed %llu\n"
                "  committed offsets:%s\n",
                std::string(reason_text(result.reason)).c_str(), static_cast<unsigned long long>(st.consumed), secs,
                secs > 0 ? static_cast<double>(st.consumed) / secs : 0.0, static_cast<unsigned long long>(st.done),
-               static_cast<unsigned long long>(malformed), static_cast<unsigned long long>(st.failed),
+               static_cast<unsigned long long>(malformed), static_cast<unsigned long long>(st.retried),
+               static_cast<unsigned long long>(st.dead_lettered), static_cast<unsigned long long>(st.failed),
                static_cast<unsigned long long>(st.commits_ok), static_cast<unsigned long long>(st.commits_failed),
                committed.empty() ? " (none)" : committed.c_str());
   if (result.reason == StopReason::fatal) {

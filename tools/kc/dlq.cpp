@@ -1,0 +1,927 @@
+// `kc dlq inspect` and `kc dlq redrive`.
+//
+// inspect talks to librdkafka directly: kc::Consumer always joins a group
+// and commits, and looking at a dead-letter topic must do neither. It assigns
+// every partition itself, reads up to the high watermarks taken at the start
+// and exits.
+//
+// redrive is a kc::Consumer in a group of its own plus an idempotent
+// (acks=all) kc::Producer. The at-least-once argument: a record's handler
+// only enqueues its copy, so the record is "done" before the broker has
+// acknowledged that copy; the before_commit hook therefore flushes the
+// producer and throws when any copy failed or is still unacknowledged, and a
+// throwing before_commit keeps that commit from being sent (it ends the run).
+// So every commit covers only acknowledged copies, and a graceful stop
+// (SIGINT/SIGTERM: the final commit flushes first) followed by a restart
+// republishes nothing twice. A kill -9 (or a crash) can: the copies
+// acknowledged after the last commit are republished by the next run. Only a
+// transactional producer (offsets committed in the producer's transaction)
+// would make that exactly-once.
+#include "dlq.hpp"
+
+#include <librdkafka/rdkafka.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fmt/format.h>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+
+#include "commands.hpp"
+#include "kc/config.hpp"
+#include "kc/consumer.hpp"
+#include "kc/deadletter.hpp"
+#include "kc/decode.hpp"
+#include "kc/error.hpp"
+#include "kc/message.hpp"
+#include "kc/producer.hpp"
+
+extern char** environ;
+
+namespace kc::tool {
+
+namespace {
+
+constexpr const char* kRedriveFooter =
+    "Delivery: at least once. Each record is republished with an idempotent producer (acks=all) and the\n"
+    "group commits only records whose copies the broker acknowledged, so SIGINT/SIGTERM followed by a\n"
+    "restart (same --group) republishes nothing twice. kill -9 or a crash can republish the records\n"
+    "acknowledged after the last commit (exactly-once would need Kafka transactions).\n"
+    "Records of other error types (with --error-type) are skipped and committed in this group: redrive\n"
+    "them later with another --group. A record without a source topic header (and no --to) stops its\n"
+    "partition there: nothing at or after it is committed; the exit code is then 1.";
+
+// ---------------------------------------------------------------- librdkafka handles
+
+struct HandleDeleter {
+  void operator()(rd_kafka_t* rk) const noexcept { rd_kafka_destroy(rk); }
+};
+struct ConfDeleter {
+  void operator()(rd_kafka_conf_t* c) const noexcept { rd_kafka_conf_destroy(c); }
+};
+struct PartitionListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const noexcept { rd_kafka_topic_partition_list_destroy(l); }
+};
+struct MetadataDeleter {
+  void operator()(const rd_kafka_metadata_t* md) const noexcept { rd_kafka_metadata_destroy(md); }
+};
+struct TopicDeleter {
+  void operator()(rd_kafka_topic_t* t) const noexcept { rd_kafka_topic_destroy(t); }
+};
+struct MessageDeleter {
+  void operator()(rd_kafka_message_t* m) const noexcept { rd_kafka_message_destroy(m); }
+};
+using HandlePtr = std::unique_ptr<rd_kafka_t, HandleDeleter>;
+using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
+using PartitionListPtr = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
+using MetadataPtr = std::unique_ptr<const rd_kafka_metadata_t, MetadataDeleter>;
+using TopicPtr = std::unique_ptr<rd_kafka_topic_t, TopicDeleter>;
+using MessagePtr = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
+
+void conf_set(rd_kafka_conf_t* conf, const std::string& key, const std::string& value) {
+  char err[512];
+  if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+    throw Error(errc::config_invalid_value, "librdkafka." + key + ": " + err);
+  }
+}
+
+void log_trampoline(const rd_kafka_t*, int level, const char* fac, const char* buf) noexcept {
+  try {
+    spdlog::log(level <= 3 ? spdlog::level::err : level == 4 ? spdlog::level::warn : spdlog::level::debug,
+                "librdkafka {}: {}", fac, buf);
+  } catch (...) {
+  }
+}
+
+// rd_kafka_new frees the conf only on success: release it only then.
+HandlePtr make_handle(rd_kafka_type_t type, ConfPtr conf) {
+  rd_kafka_conf_set_log_cb(conf.get(), log_trampoline);
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err, sizeof err);
+  if (rk == nullptr) {
+    throw Error(errc::kafka, std::string("cannot create librdkafka client: ") + err, true);
+  }
+  (void)conf.release();
+  return HandlePtr(rk);
+}
+
+// Brokers and librdkafka properties: file < env < flags, each through
+// ConsumerConfig::set() so errors name the key as everywhere else. Only the
+// connection settings are taken: group, topics and limits come from the dlq
+// flags (a KC_GROUP meant for an application must not become the redrive group).
+struct ClientSettings {
+  std::string bootstrap;
+  std::map<std::string, std::string> librdkafka;
+};
+
+ClientSettings client_settings(const std::optional<std::string>& bootstrap, const std::vector<std::string>& rdkafka,
+                               const std::optional<std::string>& config_file) {
+  ConsumerConfig cfg;
+  if (config_file) {
+    cfg.load_file(*config_file);
+  }
+  cfg.load_env(environ);
+  if (bootstrap) {
+    cfg.set("bootstrap_servers", *bootstrap, "flag --bootstrap-servers");
+  }
+  for (const auto& kv : rdkafka) {
+    const auto [k, v] = split_property(kv);
+    cfg.set("librdkafka." + k, v, "flag -X");
+  }
+  if (cfg.bootstrap_servers.empty()) {
+    throw Error(errc::config_missing,
+                "bootstrap_servers: kc dlq needs the brokers that hold the dead-letter topic "
+                "(-b/--bootstrap-servers or KC_BOOTSTRAP_SERVERS)");
+  }
+  return {cfg.bootstrap_servers, cfg.librdkafka};
+}
+
+// Partition count of a topic; nullopt when the topic does not exist. Retries
+// transport errors for up to `timeout`, then throws kc::Error.
+std::optional<int> partition_count(rd_kafka_t* rk, const std::string& topic, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  TopicPtr rkt(rd_kafka_topic_new(rk, topic.c_str(), nullptr));
+  if (!rkt) {
+    throw Error(errc::kafka, "topic '" + topic + "': " + rd_kafka_err2str(rd_kafka_last_error()));
+  }
+  for (;;) {
+    const rd_kafka_metadata_t* raw = nullptr;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto err = rd_kafka_metadata(rk, 0, rkt.get(), &raw, static_cast<int>(std::max<std::int64_t>(left.count(), 1000)));
+    MetadataPtr md(raw);
+    rd_kafka_resp_err_t topic_err = err;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1) {
+      topic_err = md->topics[0].err;
+      if (topic_err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
+        return md->topics[0].partition_cnt;
+      }
+      if (topic_err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+        return std::nullopt;
+      }
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      throw Error(errc::kafka, "metadata of topic '" + topic + "': " + rd_kafka_err2str(topic_err), false, true);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+// ---------------------------------------------------------------- dead-letter metadata
+
+bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+
+// The headers a dead-letter writer adds (kc's and Spring's); everything else
+// on a dead letter is the original record's.
+bool is_dead_letter_header(std::string_view name) {
+  return starts_with(name, "kc.dlq.") || starts_with(name, "kafka_dlt-");
+}
+
+std::optional<std::int64_t> parse_int(std::string_view s) {
+  std::int64_t v = 0;
+  const auto* end = s.data() + s.size();
+  const auto [p, ec] = std::from_chars(s.data(), end, v);
+  if (ec != std::errc() || p != end || s.empty()) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+// Spring writes partition as a 4-byte and offset/timestamp as 8-byte
+// big-endian integers; text digits are accepted too (other writers).
+std::optional<std::int64_t> parse_spring_int(Bytes b) {
+  if (b.size() == 4 || b.size() == 8) {
+    std::uint64_t u = 0;
+    for (const auto byte : b) {
+      u = u << 8 | static_cast<std::uint8_t>(byte);
+    }
+    if (b.size() == 4) {
+      return static_cast<std::int32_t>(static_cast<std::uint32_t>(u));
+    }
+    return static_cast<std::int64_t>(u);
+  }
+  return parse_int(as_text(b));
+}
+
+std::string hex(Bytes b) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * b.size());
+  for (const auto byte : b) {
+    const auto c = static_cast<std::uint8_t>(byte);
+    out += kHex[c >> 4];
+    out += kHex[c & 0xf];
+  }
+  return out;
+}
+
+// A metadata value as text; bytes that are not UTF-8 as "hex:..." (rare:
+// every known writer uses text).
+std::string metadata_text(Bytes b) {
+  return is_valid_utf8(b) ? std::string(as_text(b)) : "hex:" + hex(b);
+}
+
+struct DeadLetterInfo {
+  bool kc_headers = false;
+  bool spring_headers = false;
+  std::optional<std::string> source_topic;
+  std::optional<std::int64_t> source_partition;
+  std::optional<std::int64_t> source_offset;
+  std::optional<std::int64_t> source_timestamp;  // ms since the epoch
+  std::optional<std::string> group;
+  std::optional<std::string> error_type;
+  std::optional<std::string> error_message;
+  std::optional<std::int64_t> attempts;
+  std::optional<std::string> failed_at;
+  std::optional<std::int64_t> redrive_count;  // kc.redrive.count of the original record
+
+  std::string format() const {
+    return kc_headers && spring_headers ? "kc+spring" : kc_headers ? "kc" : spring_headers ? "spring" : "none";
+  }
+};
+
+template <typename T>
+void fill(std::optional<T>& into, const std::optional<T>& from) {
+  if (!into) {
+    into = from;
+  }
+}
+
+// kc's headers first; Spring's fill in what kc's do not say.
+DeadLetterInfo parse_dead_letter(const Message& m) {
+  DeadLetterInfo kc;
+  DeadLetterInfo spring;
+  const auto headers = m.headers();
+  for (std::size_t i = 0; i < headers.size(); ++i) {
+    const auto h = headers.at(i);
+    if (!h.value) {
+      continue;
+    }
+    const Bytes v = *h.value;
+    const auto n = h.name;
+    if (starts_with(n, "kc.dlq.")) {
+      kc.kc_headers = true;
+      if (n == kHeaderSourceTopic) kc.source_topic = metadata_text(v);
+      else if (n == kHeaderSourcePartition) kc.source_partition = parse_int(as_text(v));
+      else if (n == kHeaderSourceOffset) kc.source_offset = parse_int(as_text(v));
+      else if (n == kHeaderSourceTimestamp) kc.source_timestamp = parse_int(as_text(v));
+      else if (n == kHeaderGroup) kc.group = metadata_text(v);
+      else if (n == kHeaderErrorType) kc.error_type = metadata_text(v);
+      else if (n == kHeaderErrorMessage) kc.error_message = metadata_text(v);
+      else if (n == kHeaderAttempts) kc.attempts = parse_int(as_text(v));
+      else if (n == kHeaderFailedAt) kc.failed_at = metadata_text(v);
+    } else if (starts_with(n, "kafka_dlt-")) {
+      spring.spring_headers = true;
+      if (n == kSpringOriginalTopic) spring.source_topic = metadata_text(v);
+      else if (n == kSpringOriginalPartition) spring.source_partition = parse_spring_int(v);
+      else if (n == kSpringOriginalOffset) spring.source_offset = parse_spring_int(v);
+      else if (n == kSpringOriginalTimestamp) spring.source_timestamp = parse_spring_int(v);
+      else if (n == kSpringOriginalConsumerGroup) spring.group = metadata_text(v);
+      else if (n == kSpringExceptionFqcn) spring.error_type = metadata_text(v);
+      else if (n == kSpringExceptionMessage) spring.error_message = metadata_text(v);
+    } else if (n == kHeaderRedriveCount) {
+      if (auto c = parse_int(as_text(v)); c && *c > kc.redrive_count.value_or(0)) {
+        kc.redrive_count = c;
+      }
+    }
+  }
+  kc.spring_headers = spring.spring_headers;
+  fill(kc.source_topic, spring.source_topic);
+  fill(kc.source_partition, spring.source_partition);
+  fill(kc.source_offset, spring.source_offset);
+  fill(kc.source_timestamp, spring.source_timestamp);
+  fill(kc.group, spring.group);
+  fill(kc.error_type, spring.error_type);
+  fill(kc.error_message, spring.error_message);
+  return kc;
+}
+
+// The filter --error-type: the error type contains `want` (an exact name matches too).
+bool error_type_matches(const DeadLetterInfo& dl, const std::optional<std::string>& want) {
+  return !want || (dl.error_type && dl.error_type->find(*want) != std::string::npos);
+}
+
+// ---------------------------------------------------------------- output
+
+// JSON string body for valid UTF-8 input.
+void append_json_escaped(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xf];
+        } else {
+          out += ch;
+        }
+    }
+  }
+}
+
+std::string json_quoted(std::string_view s) {
+  std::string out = "\"";
+  append_json_escaped(out, s);
+  out += '"';
+  return out;
+}
+
+std::string iso8601(std::int64_t ms) {
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  if (ms < 0 || gmtime_r(&secs, &tm) == nullptr) {
+    return "?";
+  }
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:03d}Z", buf, ms % 1000);
+}
+
+class JsonObject {
+ public:
+  JsonObject() : out_("{") {}
+  JsonObject& raw(std::string_view name, std::string_view json) {
+    key(name);
+    out_ += json;
+    return *this;
+  }
+  JsonObject& str(std::string_view name, const std::optional<std::string>& v) {
+    return raw(name, v ? json_quoted(*v) : "null");
+  }
+  JsonObject& num(std::string_view name, const std::optional<std::int64_t>& v) {
+    return raw(name, v ? std::to_string(*v) : "null");
+  }
+  // Bytes as text when UTF-8, else hex, with "<name>_encoding": "text" | "hex" | null.
+  JsonObject& bytes(std::string_view name, const std::optional<Bytes>& b) {
+    if (!b) {
+      raw(name, "null");
+      return raw(std::string(name) + "_encoding", "null");
+    }
+    const bool text = is_valid_utf8(*b);
+    raw(name, json_quoted(text ? as_text(*b) : hex(*b)));
+    return raw(std::string(name) + "_encoding", text ? "\"text\"" : "\"hex\"");
+  }
+  std::string done() {
+    out_ += '}';
+    return std::move(out_);
+  }
+
+ private:
+  void key(std::string_view name) {
+    if (out_.size() > 1) {
+      out_ += ',';
+    }
+    out_ += json_quoted(name);
+    out_ += ':';
+  }
+  std::string out_;
+};
+
+std::string to_json(const Message& m, const DeadLetterInfo& dl) {
+  std::string headers = "[";
+  const auto hs = m.headers();
+  for (std::size_t i = 0; i < hs.size(); ++i) {
+    const auto h = hs.at(i);
+    if (is_dead_letter_header(h.name)) {
+      continue;
+    }
+    if (headers.size() > 1) {
+      headers += ',';
+    }
+    headers += JsonObject().str("name", std::string(h.name)).bytes("value", h.value).done();
+  }
+  headers += ']';
+  const auto ts = m.timestamp();
+  return JsonObject()
+      .str("topic", std::string(m.topic()))
+      .num("partition", to_int(m.partition()))
+      .num("offset", to_int(m.offset()))
+      .num("timestamp", ts.type != 0 ? std::optional<std::int64_t>(ts.ms) : std::nullopt)
+      .str("headers_format", dl.format())
+      .str("source_topic", dl.source_topic)
+      .num("source_partition", dl.source_partition)
+      .num("source_offset", dl.source_offset)
+      .num("source_timestamp", dl.source_timestamp)
+      .str("group", dl.group)
+      .str("error_type", dl.error_type)
+      .str("error_message", dl.error_message)
+      .num("attempts", dl.attempts)
+      .str("failed_at", dl.failed_at)
+      .bytes("key", m.key())
+      .bytes("value", m.value())
+      .raw("headers", headers)
+      .done();
+}
+
+// Human form of a key, value or header value: a quoted (JSON-escaped)
+// string when UTF-8, else hex; long ones are cut (--json shows everything).
+std::string human_bytes(const std::optional<Bytes>& b) {
+  constexpr std::size_t kMax = 1024;
+  if (!b) {
+    return "null";
+  }
+  const bool cut = b->size() > kMax;
+  const Bytes shown = cut ? b->first(kMax) : *b;
+  std::string out;
+  // A cut can split a UTF-8 sequence: decide on the whole value.
+  if (is_valid_utf8(*b)) {
+    out = json_quoted(as_text(shown));
+  } else {
+    out = "hex:" + hex(shown);
+  }
+  if (cut) {
+    out += fmt::format("... ({} bytes)", b->size());
+  }
+  return out;
+}
+
+template <typename T>
+std::string or_unknown(const std::optional<T>& v) {
+  if (!v) {
+    return "?";
+  }
+  if constexpr (std::is_same_v<T, std::string>) {
+    return *v;
+  } else {
+    return std::to_string(*v);
+  }
+}
+
+std::string to_human(const Message& m, const DeadLetterInfo& dl) {
+  std::string out = fmt::format("{}[{}]@{}  from {}[{}]@{}  ({} headers)\n", m.topic(), to_int(m.partition()),
+                                to_int(m.offset()), or_unknown(dl.source_topic), or_unknown(dl.source_partition),
+                                or_unknown(dl.source_offset), dl.format());
+  out += fmt::format("  source timestamp: {}   group: {}   attempts: {}   failed at: {}\n",
+                     dl.source_timestamp ? iso8601(*dl.source_timestamp) : "?", or_unknown(dl.group),
+                     or_unknown(dl.attempts), or_unknown(dl.failed_at));
+  out += fmt::format("  error: {}: {}\n", or_unknown(dl.error_type), or_unknown(dl.error_message));
+  out += fmt::format("  key: {}\n", human_bytes(m.key()));
+  out += fmt::format("  value: {}\n", human_bytes(m.value()));
+  std::string headers;
+  const auto hs = m.headers();
+  for (std::size_t i = 0; i < hs.size(); ++i) {
+    const auto h = hs.at(i);
+    if (!is_dead_letter_header(h.name)) {
+      headers += fmt::format("{}{}={}", headers.empty() ? "" : ", ", h.name, human_bytes(h.value));
+    }
+  }
+  if (!headers.empty()) {
+    out += "  headers: " + headers + "\n";
+  }
+  return out;
+}
+
+// A line on stderr that rewrites itself, only on a terminal.
+class Progress {
+ public:
+  explicit Progress(bool enabled) : enabled_(enabled) {}
+  template <typename... Args>
+  void show(fmt::format_string<Args...> f, Args&&... args) {
+    if (!enabled_) {
+      return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(200)) {
+      return;
+    }
+    last_ = now;
+    std::fprintf(stderr, "\r%s\033[K", fmt::format(f, std::forward<Args>(args)...).c_str());
+    shown_ = true;
+  }
+  void clear() {
+    if (shown_) {
+      std::fputs("\r\033[K", stderr);
+      shown_ = false;
+    }
+  }
+
+ private:
+  bool enabled_;
+  bool shown_ = false;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------- commands
+
+void add_dlq_command(CLI::App& app, DlqOptions& o) {
+  auto* dlq = app.add_subcommand("dlq", "inspect or redrive a dead-letter topic");
+  dlq->require_subcommand(1);
+
+  auto* in = dlq->add_subcommand(
+      "inspect",
+      "list the dead letters of a topic (from the beginning up to its end at start; no group, no commit)");
+  auto& i = o.inspect;
+  in->add_option("-t,--topic", i.topic, "the dead-letter topic")->required();
+  in->add_option("-b,--bootstrap-servers", i.bootstrap_servers, "brokers (or KC_BOOTSTRAP_SERVERS)");
+  in->add_option("--error-type", i.error_type, "only records whose error type contains this (exact names match)");
+  in->add_option("--source-partition", i.source_partition, "only records from this source partition");
+  in->add_option("--max", i.max, "stop after showing N records");
+  in->add_flag("--json", i.json, "one JSON object per line (keys, values and headers in full)");
+  in->add_option("--timeout-ms", i.timeout_ms, "give up when nothing arrives for N ms (default 30000)");
+  in->add_option("-X", i.rdkafka, "librdkafka property key=value (repeatable)");
+  in->add_option("--config", i.config_file, "TOML configuration file (brokers and [librdkafka] only)");
+  in->footer(
+      "Metadata comes from kc's kc.dlq.* headers or Spring's kafka_dlt-* headers, whichever are present.\n"
+      "Keys, values and headers are shown as text when they are UTF-8, else as hex.\n"
+      "The summary (shown / read) goes to stderr.");
+  o.inspect_command = in;
+
+  auto* re = dlq->add_subcommand(
+      "redrive",
+      "republish dead letters without their dead-letter headers, to --to or their source topic (at least once)");
+  auto& r = o.redrive;
+  re->add_option("-f,--from", r.from, "the dead-letter topic")->required();
+  re->add_option("--to", r.to, "target topic (default: each record's source topic)");
+  re->add_option("-b,--bootstrap-servers", r.bootstrap_servers, "brokers (or KC_BOOTSTRAP_SERVERS)");
+  re->add_option("-g,--group", r.group, "consumer group of the redrive (default kc-redrive-<from>)");
+  re->add_option("--error-type", r.error_type, "only records whose error type contains this; others are skipped");
+  re->add_option("--max", r.max, "stop after republishing N records");
+  re->add_option("--idle-exit-ms", r.idle_exit_ms, "stop after N ms without a record (default 3000)");
+  re->add_option("--rate", r.rate, "records per second (default: no limit)");
+  re->add_option("-X", r.rdkafka, "librdkafka property key=value for consumer and producer (repeatable)");
+  re->add_option("--config", r.config_file, "TOML configuration file (brokers and [librdkafka] only)");
+  re->footer(kRedriveFooter);
+  o.redrive_command = re;
+}
+
+int run_dlq(const DlqOptions& o) {
+  if (o.inspect_command != nullptr && o.inspect_command->parsed()) {
+    return run_dlq_inspect(o.inspect);
+  }
+  if (o.redrive_command != nullptr && o.redrive_command->parsed()) {
+    return run_dlq_redrive(o.redrive);
+  }
+  throw Error(errc::misuse, "kc dlq: expected a subcommand (inspect or redrive)");
+}
+
+// ---------------------------------------------------------------- inspect
+
+int run_dlq_inspect(const DlqInspectOptions& o) {
+  const auto client = client_settings(o.bootstrap_servers, o.rdkafka, o.config_file);
+  const auto timeout = std::chrono::milliseconds(std::max<std::uint64_t>(o.timeout_ms, 1000));
+
+  ConfPtr conf(rd_kafka_conf_new());
+  conf_set(conf.get(), "bootstrap.servers", client.bootstrap);
+  // librdkafka wants a group id for assign(); it is never joined (no
+  // subscribe) and nothing is committed (auto commit off, no commit call).
+  conf_set(conf.get(), "group.id", fmt::format("kc-dlq-inspect-{}", getpid()));
+  conf_set(conf.get(), "auto.offset.reset", "earliest");
+  conf_set(conf.get(), "allow.auto.create.topics", "false");
+  for (const auto& [k, v] : client.librdkafka) {
+    conf_set(conf.get(), k, v);
+  }
+  conf_set(conf.get(), "enable.auto.commit", "false");
+  conf_set(conf.get(), "enable.auto.offset.store", "false");
+  conf_set(conf.get(), "enable.partition.eof", "true");
+  auto rk = make_handle(RD_KAFKA_CONSUMER, std::move(conf));
+  rd_kafka_poll_set_consumer(rk.get());
+
+  const auto parts = partition_count(rk.get(), o.topic, timeout);
+  if (!parts) {
+    throw Error(errc::config_invalid_value, "flag --topic: topic '" + o.topic + "' does not exist");
+  }
+  // Where to stop: the end of each partition now; later records are not shown.
+  std::map<std::int32_t, std::int64_t> end;
+  std::uint64_t total = 0;
+  PartitionListPtr assignment(rd_kafka_topic_partition_list_new(*parts));
+  for (std::int32_t p = 0; p < *parts; ++p) {
+    std::int64_t lo = 0;
+    std::int64_t hi = 0;
+    const auto err =
+        rd_kafka_query_watermark_offsets(rk.get(), o.topic.c_str(), p, &lo, &hi, static_cast<int>(timeout.count()));
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw Error(errc::kafka, fmt::format("watermarks of {}[{}]: {}", o.topic, p, rd_kafka_err2str(err)));
+    }
+    if (hi > lo) {
+      end[p] = hi;
+      total += static_cast<std::uint64_t>(hi - lo);
+      rd_kafka_topic_partition_list_add(assignment.get(), o.topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    }
+  }
+  if (const auto err = rd_kafka_assign(rk.get(), assignment.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw Error(errc::kafka, std::string("assign failed: ") + rd_kafka_err2str(err));
+  }
+
+  // Progress would mix with the records on a terminal: only when stdout goes elsewhere.
+  Progress progress(isatty(STDERR_FILENO) != 0 && isatty(STDOUT_FILENO) == 0);
+  std::uint64_t read = 0;
+  std::uint64_t shown = 0;
+  std::string error;
+  auto last_progress = std::chrono::steady_clock::now();
+  while (!end.empty() && !(o.max && shown >= *o.max)) {
+    MessagePtr m(rd_kafka_consumer_poll(rk.get(), 200));
+    const auto now = std::chrono::steady_clock::now();
+    if (!m) {
+      if (now - last_progress > timeout) {
+        std::string missing;
+        for (const auto& [p, hi] : end) {
+          missing += fmt::format(" {}[{}] (end {})", o.topic, p, hi);
+        }
+        error = fmt::format("nothing arrived for {} ms; not read to the end:{}", timeout.count(), missing);
+        break;
+      }
+      continue;
+    }
+    last_progress = now;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      // The end as the broker sees it (below the high watermark when a
+      // transaction is open): nothing more to read here.
+      end.erase(m->partition);
+      continue;
+    }
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (m->err == RD_KAFKA_RESP_ERR__FATAL || m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+          m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+        error = rd_kafka_message_errstr(m.get());
+        break;
+      }
+      spdlog::warn("kc dlq inspect: {}[{}]: {}", o.topic, m->partition, rd_kafka_message_errstr(m.get()));
+      continue;
+    }
+    const auto it = end.find(m->partition);
+    if (it == end.end() || m->offset >= it->second) {
+      continue;  // past the end taken at the start
+    }
+    if (m->offset >= it->second - 1) {
+      end.erase(it);
+    }
+    ++read;
+    const Message msg(m.get());
+    const auto dl = parse_dead_letter(msg);
+    if (error_type_matches(dl, o.error_type) && (!o.source_partition || dl.source_partition == *o.source_partition)) {
+      ++shown;
+      progress.clear();
+      const auto text = o.json ? to_json(msg, dl) + "\n" : to_human(msg, dl);
+      std::fwrite(text.data(), 1, text.size(), stdout);
+    }
+    progress.show("kc dlq inspect: read {} / {}, shown {}", read, total, shown);
+  }
+  std::fflush(stdout);
+  progress.clear();
+  rd_kafka_consumer_close(rk.get());
+
+  std::string filters;
+  if (o.error_type) {
+    filters += " error-type~" + *o.error_type;
+  }
+  if (o.source_partition) {
+    filters += fmt::format(" source-partition={}", *o.source_partition);
+  }
+  std::fprintf(stderr, "kc dlq inspect: %s: shown %llu / %llu read (%llu in the topic)%s%s\n", o.topic.c_str(),
+               static_cast<unsigned long long>(shown), static_cast<unsigned long long>(read),
+               static_cast<unsigned long long>(total), filters.empty() ? "" : ", filter:", filters.c_str());
+  if (!error.empty()) {
+    std::fprintf(stderr, "kc dlq inspect: error: %s\n", error.c_str());
+    return 1;
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------- redrive
+
+namespace {
+
+// Which topics a record can be republished to, and with how many partitions.
+// Uses its own metadata-only client so missing topics are never auto-created.
+class Targets {
+ public:
+  explicit Targets(const ClientSettings& client) {
+    ConfPtr conf(rd_kafka_conf_new());
+    conf_set(conf.get(), "bootstrap.servers", client.bootstrap);
+    for (const auto& [k, v] : client.librdkafka) {
+      conf_set(conf.get(), k, v);
+    }
+    conf_set(conf.get(), "allow.auto.create.topics", "false");
+    rk_ = make_handle(RD_KAFKA_PRODUCER, std::move(conf));
+  }
+
+  /// Partition count, nullopt when the topic does not exist. Cached.
+  std::optional<int> partitions(const std::string& topic) {
+    if (const auto it = cache_.find(topic); it != cache_.end()) {
+      return it->second;
+    }
+    const auto n = partition_count(rk_.get(), topic, std::chrono::seconds(30));
+    cache_.emplace(topic, n);
+    return n;
+  }
+
+ private:
+  HandlePtr rk_;
+  std::map<std::string, std::optional<int>> cache_;
+};
+
+struct RedriveCounts {
+  std::uint64_t read = 0;         // dead letters handed to the handler
+  std::uint64_t skipped = 0;      // did not match --error-type (done, not republished)
+  std::uint64_t republished = 0;  // handed to the producer
+  std::uint64_t unroutable = 0;   // could not be republished: their partition stopped there
+  std::uint64_t null_headers = 0; // header values that were null, written as empty
+};
+
+}  // namespace
+
+int run_dlq_redrive(const DlqRedriveOptions& o) {
+  const auto client = client_settings(o.bootstrap_servers, o.rdkafka, o.config_file);
+  if (o.to && *o.to == o.from) {
+    throw Error(errc::config_invalid_value, "flag --to: '" + *o.to + "' is the dead-letter topic itself");
+  }
+  if (o.rate < 0) {
+    throw Error(errc::config_invalid_value, "flag --rate: must not be negative");
+  }
+  Targets targets(client);
+  if (!targets.partitions(o.from)) {
+    throw Error(errc::config_invalid_value, "flag --from: topic '" + o.from + "' does not exist");
+  }
+  if (o.to && !targets.partitions(*o.to)) {
+    throw Error(errc::config_invalid_value,
+                "flag --to: topic '" + *o.to + "' does not exist (kc dlq redrive does not create topics)");
+  }
+
+  const std::string group = o.group.value_or("kc-redrive-" + o.from);
+  ConsumerConfig cfg;
+  cfg.bootstrap_servers = client.bootstrap;
+  cfg.librdkafka = client.librdkafka;
+  cfg.group = group;
+  cfg.topics = {o.from};
+  cfg.from_beginning = true;
+  cfg.idle_exit = std::chrono::milliseconds(o.idle_exit_ms);
+  // A record that cannot be republished is a permanent condition (no source
+  // topic, target missing): no retries, its partition stops there.
+  cfg.retry.max_attempts = 1;
+
+  ProducerConfig pc;
+  pc.bootstrap_servers = client.bootstrap;
+  pc.librdkafka = client.librdkafka;
+  pc.librdkafka["allow.auto.create.topics"] = "false";
+  // Bounds how long a commit waits for the copies it covers (below).
+  pc.librdkafka.try_emplace("message.timeout.ms", "60000");
+  const auto settle_timeout =
+      std::chrono::milliseconds(parse_int(pc.librdkafka.at("message.timeout.ms")).value_or(300000)) +
+      std::chrono::seconds(10);
+  Producer producer(std::move(pc));
+
+  RedriveCounts counts;
+  Consumer* consumer_ptr = nullptr;  // set below; the handler calls only stop()
+  Progress progress(isatty(STDERR_FILENO) != 0);
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::optional<std::chrono::steady_clock::time_point> first_record;  // --rate counts from here
+  bool stopping = false;
+
+  Handler handler = [&](const Message& m) -> Outcome {
+    ++counts.read;
+    const auto dl = parse_dead_letter(m);
+    if (!error_type_matches(dl, o.error_type)) {
+      ++counts.skipped;
+      return Outcome::done;
+    }
+    const std::optional<std::string> target = o.to ? o.to : dl.source_topic;
+    if (!target) {
+      ++counts.unroutable;
+      throw PermanentError(
+          "no source topic header (kc.dlq.source.topic or kafka_dlt-original-topic) and no --to: cannot redrive");
+    }
+    if (*target == o.from) {
+      ++counts.unroutable;
+      throw PermanentError("the source topic is the dead-letter topic itself: not redriven");
+    }
+    const auto parts = targets.partitions(*target);
+    if (!parts) {
+      ++counts.unroutable;
+      throw PermanentError("target topic '" + *target + "' does not exist");
+    }
+    // Back to the partition it came from when the target has it (keeps its
+    // order with the key's other records); otherwise the key decides.
+    const std::int32_t partition =
+        dl.source_partition && *dl.source_partition >= 0 && *dl.source_partition < *parts
+            ? static_cast<std::int32_t>(*dl.source_partition)
+            : -1;
+    headers.clear();
+    const auto hs = m.headers();
+    for (std::size_t i = 0; i < hs.size(); ++i) {
+      const auto h = hs.at(i);
+      if (is_dead_letter_header(h.name) || h.name == kHeaderRedriveCount) {
+        continue;
+      }
+      if (!h.value) {
+        ++counts.null_headers;  // kc::Producer takes no null header value
+      }
+      headers.emplace_back(std::string(h.name), h.value ? std::string(as_text(*h.value)) : std::string());
+    }
+    headers.emplace_back(std::string(kHeaderRedriveCount), std::to_string(dl.redrive_count.value_or(0) + 1));
+    try {
+      producer.produce(*target, m.key(), m.value(), partition, headers);
+    } catch (const Error& e) {
+      // Rejected before it was sent (too large, fatal producer): this record
+      // stops its partition; the copies before it are settled at the commit.
+      ++counts.unroutable;
+      throw PermanentError(e.what());
+    }
+    ++counts.republished;
+    const auto& ds = producer.stats();
+    if (ds.failed > 0 && !stopping) {
+      // The commit that follows refuses (see before_commit): stop reading.
+      stopping = true;
+      spdlog::error("kc dlq redrive: a republished record failed ({}); stopping", ds.last_error);
+      consumer_ptr->stop();
+    }
+    if (o.max && counts.republished >= *o.max && !stopping) {
+      stopping = true;
+      consumer_ptr->stop();  // records after this one are left for the next run
+    }
+    if (o.rate > 0) {
+      if (!first_record) {
+        first_record = std::chrono::steady_clock::now();
+      }
+      const auto due = *first_record + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                     std::chrono::duration<double>(static_cast<double>(counts.republished) / o.rate));
+      std::this_thread::sleep_until(due);
+    }
+    progress.show("kc dlq redrive: read {}, republished {}, acknowledged {}, failed {}", counts.read,
+                  counts.republished, ds.delivered, ds.failed + counts.unroutable);
+    return Outcome::done;
+  };
+
+  ConsumerHooks hooks;
+  // The records a commit covers were handed to the producer; the commit may
+  // only go out once the broker has acknowledged every one of them. Throwing
+  // here keeps the commit from being sent.
+  hooks.before_commit = [&] {
+    if (!producer.flush(settle_timeout)) {
+      throw std::runtime_error(fmt::format("{} republished records still unacknowledged after {} ms: not committing",
+                                           producer.in_flight(), settle_timeout.count()));
+    }
+    if (const auto& ds = producer.stats(); ds.failed > 0) {
+      throw std::runtime_error(
+          fmt::format("{} republished records failed ({}): not committing", ds.failed, ds.last_error));
+    }
+  };
+
+  Consumer consumer(std::move(cfg), std::move(handler), std::move(hooks));
+  consumer_ptr = &consumer;
+  stop_on_signals(consumer);
+  RunResult result;
+  std::string aborted;
+  try {
+    result = consumer.run();
+  } catch (const std::exception& e) {
+    // before_commit refused a commit (or setup failed): nothing past the last
+    // acknowledged commit was committed.
+    aborted = e.what();
+  }
+  const bool flushed = producer.flush(settle_timeout);
+  progress.clear();
+
+  const auto& ds = producer.stats();
+  const std::uint64_t failed = ds.failed + counts.unroutable + (flushed ? 0 : producer.in_flight());
+  std::fprintf(stderr, "kc dlq redrive: %llu records from %s to %s, acknowledged %llu, failed %llu\n",
+               static_cast<unsigned long long>(counts.republished), o.from.c_str(),
+               o.to ? o.to->c_str() : "their source topics", static_cast<unsigned long long>(ds.delivered),
+               static_cast<unsigned long long>(failed));
+  std::string committed;
+  for (const auto& [tp, off] : result.stats.committed) {
+    committed += fmt::format(" {}[{}]={}", tp.topic, to_int(tp.partition), to_int(off));
+  }
+  std::fprintf(stderr, "  group %s: read %llu, skipped %llu (other error types), not redriven %llu; committed:%s\n",
+               group.c_str(),
+               static_cast<unsigned long long>(counts.read), static_cast<unsigned long long>(counts.skipped),
+               static_cast<unsigned long long>(counts.unroutable), committed.empty() ? " (none)" : committed.c_str());
+  if (counts.null_headers > 0) {
+    std::fprintf(stderr, "  warning: %llu header values were null and were republished as empty values\n",
+                 static_cast<unsigned long long>(counts.null_headers));
+  }
+  if (!ds.last_error.empty()) {
+    std::fprintf(stderr, "  last delivery error: %s\n", ds.last_error.c_str());
+  }
+  if (!aborted.empty()) {
+    std::fprintf(stderr, "kc dlq redrive: stopped without committing further: %s\n", aborted.c_str());
+    return 1;
+  }
+  if (result.reason == StopReason::fatal) {
+    std::fprintf(stderr, "kc dlq redrive: fatal: %s\n", result.error.c_str());
+    return 1;
+  }
+  if (result.reason == StopReason::requested && !stopping) {
+    std::fprintf(stderr, "kc dlq redrive: interrupted; run it again with the same group to go on\n");
+  }
+  return failed > 0 ? 1 : 0;
+}
+
+}  // namespace kc::tool
