@@ -36,7 +36,7 @@ unit: build
 demo: build
 	@scripts/demo $(BUILD)
 
-bench: build
+bench: deps
 	@bench/run
 
 clean:

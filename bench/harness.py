@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""kc benchmark harness: runs the consumers one after another, measures them, prints the table.
+
+Called by bench/run (which installs, builds, starts the broker and fills the
+topic). Standard library only, except `count` and `env`, which import the peer
+client libraries when they are there.
+
+  harness.py run   --bootstrap B --topic T --messages N --kc PATH
+                   --rdkafka-performance PATH --python PY --out DIR [options]
+  harness.py count --bootstrap B --topic T      (sum of high watermarks; needs confluent_kafka)
+  harness.py env   [--rdkafka-performance PATH]  (machine and versions, one "key: value" a line)
+
+Every consumer runs as a child process in a fresh consumer group. The harness
+takes the wall-clock time from just before it starts the process to the
+moment wait4() returns it, and the peak RSS from wait4()'s rusage
+(ru_maxrss -- the figure `/usr/bin/time -v` prints as "Maximum resident set
+size"), plus the user+system CPU time. Wall-clock msg/s = messages / wall
+seconds is the primary figure for every consumer; the rate each tool reports
+itself (measured from its first assignment or first message) is shown next
+to it.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, asdict
+from typing import Callable, Optional
+
+# ----------------------------------------------------------------- parsing
+
+RDPERF_RE = re.compile(
+    r"% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms: (\d+) msgs/s")
+KC_RE = re.compile(
+    r"kc consume: (.+?) after (\d+) records in ([\d.]+) s \((\d+) msg/s\)")
+RESULT_RE = re.compile(r"^RESULT (.*)$", re.M)
+
+
+@dataclass
+class Parsed:
+    messages: Optional[int] = None
+    self_seconds: Optional[float] = None
+    self_rate: Optional[float] = None
+    detail: str = ""
+
+
+def parse_rdperf(out: str, err: str) -> Parsed:
+    m = None
+    for m in RDPERF_RE.finditer(out):
+        pass  # the last summary line is the final one
+    if not m:
+        return Parsed(detail="no summary line")
+    return Parsed(int(m.group(1)), int(m.group(3)) / 1000.0, float(m.group(4)),
+                  "from first message")
+
+
+def parse_kc(out: str, err: str) -> Parsed:
+    m = None
+    for m in KC_RE.finditer(err):
+        pass
+    if not m:
+        return Parsed(detail="no summary line")
+    return Parsed(int(m.group(2)), float(m.group(3)), float(m.group(4)),
+                  f"from first assignment; {m.group(1)}")
+
+
+def parse_result(out: str, err: str) -> Parsed:
+    m = None
+    for m in RESULT_RE.finditer(out):
+        pass
+    if not m:
+        return Parsed(detail="no RESULT line")
+    kv = dict(x.split("=", 1) for x in m.group(1).split() if "=" in x)
+    return Parsed(int(kv["messages"]), float(kv["seconds"]), float(kv.get("rate", 0)) or None,
+                  f"from first assignment; stop={kv.get('stop', '?')} commits={kv.get('commits', '?')}")
+
+
+# ----------------------------------------------------------------- running
+
+@dataclass
+class Peer:
+    key: str                 # short id, used in file names and --only
+    label: str               # name in the table
+    argv: Callable[[str], list]  # group -> command line
+    parse: Callable[[str, str], Parsed]
+    timeout: float           # hard limit for the process (seconds)
+    full: bool = True        # expected to consume all messages (else: budget run)
+    note: str = ""
+    fast: bool = False       # a ~1 s run: repeated --fast-repeat times
+
+
+@dataclass
+class Run:
+    key: str
+    label: str
+    rep: int
+    group: str
+    argv: list
+    rc: int = 0
+    timed_out: bool = False
+    wall: float = 0.0
+    maxrss_kib: int = 0
+    cpu: float = 0.0
+    broker_cpu: float = 0.0  # CPU the broker used during the run
+    other_cpu: float = 0.0   # CPU the rest of the machine used (not us, not the broker)
+    messages: Optional[int] = None
+    self_seconds: Optional[float] = None
+    self_rate: Optional[float] = None
+    detail: str = ""
+    ok: bool = True
+    problem: str = ""
+    log_out: str = ""
+    log_err: str = ""
+
+    @property
+    def wall_rate(self) -> float:
+        return (self.messages or 0) / self.wall if self.wall > 0 else 0.0
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all CPUs), from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / _TICK
+
+
+def process_cpu(pid: int) -> float:
+    """utime + stime of a process in seconds (0 if it is gone)."""
+    if not pid:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def measure(argv: list, out_path: str, err_path: str, timeout: float) -> tuple:
+    """Run argv; return (rc, timed_out, wall seconds, maxrss KiB, cpu seconds)."""
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        t0 = time.monotonic()
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                             start_new_session=True)
+        timed_out = threading.Event()
+
+        def kill():
+            timed_out.set()
+            for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 0.0)):
+                try:
+                    os.killpg(p.pid, sig)
+                except ProcessLookupError:
+                    return
+                deadline = time.monotonic() + wait
+                while time.monotonic() < deadline:
+                    if p.returncode is not None:
+                        return
+                    time.sleep(0.1)
+
+        timer = threading.Timer(timeout, kill)
+        timer.daemon = True
+        timer.start()
+        try:
+            _, status, ru = os.wait4(p.pid, 0)
+        finally:
+            t1 = time.monotonic()
+            timer.cancel()
+        p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode, timed_out.is_set(), t1 - t0, ru.ru_maxrss, ru.ru_utime + ru.ru_stime
+
+
+def make_peers(a, all_peers: bool = False) -> list:
+    n = a.messages
+    here = os.path.dirname(os.path.abspath(__file__))
+    py = a.python
+    common = lambda g: ["--bootstrap", a.bootstrap, "--topic", a.topic, "--group", g]  # noqa: E731
+    kc = lambda fmt, *extra: (lambda g: [a.kc, "consume", "-b", a.bootstrap, "-g", g, "-t", a.topic,  # noqa: E731
+                                         "--from-beginning", "--value-format", fmt, "--sink", "null",
+                                         "--max-messages", str(n), *extra])
+    peers = [
+        Peer("raw", "rdkafka_performance (raw librdkafka)",
+             lambda g: [a.rdkafka_performance, "-C", "-G", g, "-t", a.topic, "-c", str(n),
+                        "-b", a.bootstrap, "-q"],
+             parse_rdperf, a.full_timeout,
+             note="high-level consumer, no decoding, auto-commit, queued.min.messages=1000000",
+             fast=True),
+        Peer("kc", "kc consume --value-format json", kc("json"), parse_kc, a.full_timeout,
+             note="simdjson validation, at-least-once commits", fast=True),
+    ]
+    if a.diagnostics:
+        peers.append(Peer("kc-raw", "kc consume --value-format raw (diagnostic)", kc("raw"), parse_kc,
+                          a.full_timeout, note="no JSON validation", fast=True))
+        peers.append(Peer("kc-commit50k", "kc consume json --commit-every 50000 (diagnostic)",
+                          kc("json", "--commit-every", "50000"), parse_kc, a.full_timeout,
+                          note="JSON as above, 20 commits per 1M instead of ~2,000", fast=True))
+    peers += [
+        Peer("confluent", "confluent-kafka, guide batched loop",
+             lambda g: [py, os.path.join(here, "peer_confluent_batched.py"), *common(g),
+                        "--max-messages", str(n)],
+             parse_result, a.full_timeout,
+             note="json.loads, sync commit every 500 / 5 s"),
+        Peer("confluent-per-msg", "confluent-kafka, guide commit per message *",
+             lambda g: [py, os.path.join(here, "peer_confluent_per_message.py"), *common(g),
+                        "--max-messages", str(min(n, a.per_message_max)),
+                        "--max-seconds", str(a.per_message_seconds)],
+             parse_result, a.per_message_seconds + 90, full=False,
+             note=f"budget: {a.per_message_seconds:g} s or {min(n, a.per_message_max):,} messages"),
+        Peer("kafka-python", "kafka-python, commit every 500",
+             lambda g: [py, os.path.join(here, "peer_kafka_python.py"), *common(g),
+                        "--max-messages", str(n), "--max-seconds", str(a.kafka_python_seconds)],
+             parse_result, a.kafka_python_seconds + 90, full=False,
+             note=f"budget: {n:,} messages or {a.kafka_python_seconds:g} s"),
+    ]
+    if a.only and not all_peers:
+        want = set(a.only.split(","))
+        unknown = want - {p.key for p in peers}
+        if unknown:
+            sys.exit(f"harness: unknown --only names: {','.join(sorted(unknown))} "
+                     f"(known: {','.join(p.key for p in peers)})")
+        peers = [p for p in peers if p.key in want]
+    return peers
+
+
+def run_one(a, peer: Peer, rep: int, prefix: str = "") -> Run:
+    key = prefix or peer.key
+    group = f"kc-bench-{key}-{a.run_id}-r{rep}"
+    argv = peer.argv(group)
+    base = os.path.join(a.out, f"{key}.r{rep}")
+    r = Run(peer.key, peer.label, rep, group, argv, log_out=base + ".out", log_err=base + ".err")
+    print(f"bench: [{rep}/{getattr(a, 'total_reps', a.repeat)}] {peer.label}: {' '.join(argv)}", file=sys.stderr, flush=True)
+    busy0, broker0 = machine_busy(), process_cpu(a.broker_pid)
+    r.rc, r.timed_out, r.wall, r.maxrss_kib, r.cpu = measure(argv, r.log_out, r.log_err, peer.timeout)
+    busy1, broker1 = machine_busy(), process_cpu(a.broker_pid)
+    r.broker_cpu = max(0.0, broker1 - broker0)
+    # the harness itself sleeps in wait4(); what is left is other load on the machine
+    r.other_cpu = max(0.0, (busy1 - busy0) - r.cpu - r.broker_cpu)
+    with open(r.log_out, errors="replace") as f:
+        out = f.read()
+    with open(r.log_err, errors="replace") as f:
+        err = f.read()
+    p = peer.parse(out, err)
+    r.messages, r.self_seconds, r.self_rate, r.detail = p.messages, p.self_seconds, p.self_rate, p.detail
+    problems = []
+    if r.timed_out:
+        problems.append(f"killed after {peer.timeout:g} s")
+    if r.rc != 0:
+        problems.append(f"exit code {r.rc}")
+    if r.messages is None:
+        problems.append(p.detail)
+    elif peer.full and r.messages != a.messages:
+        problems.append(f"consumed {r.messages} of {a.messages}")
+    if problems:
+        r.ok = False
+        r.problem = "; ".join(problems)
+        tail = err.strip().splitlines()[-5:] + out.strip().splitlines()[-3:]
+        print(f"bench:   PROBLEM: {r.problem} (logs {r.log_out}, {r.log_err})", file=sys.stderr)
+        for line in tail:
+            print(f"bench:   | {line}", file=sys.stderr)
+    print(f"bench:   {r.messages or 0:,} msgs in {r.wall:.2f} s wall = {r.wall_rate:,.0f} msg/s"
+          + (f"; self-reported {r.self_rate:,.0f} msg/s" if r.self_rate else "")
+          + f"; peak RSS {r.maxrss_kib / 1024:.1f} MiB; cpu {r.cpu:.2f} s"
+          + f" (broker {r.broker_cpu:.2f} s, other processes {r.other_cpu:.2f} s)", file=sys.stderr, flush=True)
+    return r
+
+
+def median_run(runs: list) -> Run:
+    """The run whose wall-clock rate is the median (lower middle for an even count)."""
+    s = sorted(runs, key=lambda r: r.wall_rate)
+    return s[(len(s) - 1) // 2]
+
+
+def fmt_table(a, peers: list, runs: dict) -> list:
+    lines = []
+    hdr = ("name", "runs", "messages", "wall s", "wall msg/s", "self msg/s", "peak RSS MiB", "CPU s",
+           "broker CPU s", "other CPU s")
+    rows = []
+    for p in peers:
+        rs = runs.get(p.key) or []
+        if not rs:
+            continue
+        r = median_run(rs)
+        rows.append((p.label + ("" if r.ok else " (!)"), str(len(rs)),
+                     f"{r.messages or 0:,}", f"{r.wall:.2f}", f"{r.wall_rate:,.0f}",
+                     f"{r.self_rate:,.0f}" if r.self_rate else "-",
+                     f"{r.maxrss_kib / 1024:.1f}", f"{r.cpu:.2f}", f"{r.broker_cpu:.2f}",
+                     f"{r.other_cpu:.2f}"))
+    widths = [max(len(hdr[i]), *(len(row[i]) for row in rows)) for i in range(len(hdr))]
+    def line(cells):
+        return "| " + " | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
+                                 for i, c in enumerate(cells)) + " |"
+    lines.append(line(hdr))
+    lines.append("|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":"
+                                for i, w in enumerate(widths)) + "|")
+    lines += [line(row) for row in rows]
+    return lines
+
+
+def cmd_run(a) -> int:
+    os.makedirs(a.out, exist_ok=True)
+    a.run_id = a.run_id or time.strftime("%Y%m%d%H%M%S")
+    peers = make_peers(a)
+    runs: dict = {}
+    if a.warmup:
+        # Unmeasured passes over the topic first: the data was just written,
+        # and the broker's JIT and caches should be as warm for the first
+        # measured consumer as for the last. Both rdkafka_performance and kc:
+        # kc's commits exercise the broker's OffsetCommit path, which
+        # rdkafka_performance (auto-commit) barely touches.
+        for warm in (p for p in make_peers(a, all_peers=True) if p.key in ("raw", "kc")):
+            print(f"bench: warm-up pass with {warm.key} (not measured)", file=sys.stderr, flush=True)
+            w = run_one(a, warm, 0, prefix=f"warmup-{warm.key}")
+            if not w.ok:
+                print("bench: warning: the warm-up pass failed", file=sys.stderr)
+    a.total_reps = max(a.repeat, a.fast_repeat)
+    for rep in range(1, a.total_reps + 1):
+        for peer in peers:
+            if rep > a.repeat and not peer.fast:
+                continue
+            if a.settle > 0:
+                time.sleep(a.settle)
+            runs.setdefault(peer.key, []).append(run_one(a, peer, rep))
+
+    with open(os.path.join(a.out, "results.json"), "w") as f:
+        json.dump({k: [dict(asdict(r), wall_rate=r.wall_rate) for r in v] for k, v in runs.items()},
+                  f, indent=1)
+
+    out = []
+    out.append("")
+    out.append(f"kc benchmark: {a.messages:,} JSON order messages, topic {a.topic} "
+               f"({a.partitions} partitions), broker {a.bootstrap}, "
+               f"each row: the median run by wall msg/s")
+    out.append(("after two unmeasured warm-up passes over the topic (rdkafka_performance, kc); "
+                if a.warmup else "")
+               + f"each consumer in a fresh group, one after another, {a.settle:g} s apart")
+    out.append("wall = process start to exit (primary figure); self = the tool's own figure "
+               "(kc and the Python peers: from first assignment; rdkafka_performance: from first message)")
+    out.append("")
+    out += fmt_table(a, peers, runs)
+    out.append("")
+    budget = [p for p in peers if not p.full]
+    for p in peers:
+        out.append(f"  {p.label}: {p.note}")
+    if budget:
+        out.append("  * budget runs stop early; their rate is from the messages they did consume")
+    out.append("  CPU s: the consumer process (user+sys); broker CPU s: the Kafka broker during the run;")
+    out.append("  other CPU s: everything else on the machine during the run (should be near 0)")
+    noisy = [r for rs in runs.values() for r in rs if r.other_cpu > max(0.25, 0.1 * r.wall)]
+    if noisy:
+        out.append(f"  WARNING: other processes used CPU during {len(noisy)} run(s) "
+                   f"(up to {max(r.other_cpu for r in noisy):.2f} s): the machine was not idle")
+    if a.total_reps > 1:
+        out.append("")
+        out.append("all runs (wall msg/s):")
+        for p in peers:
+            out.append(f"  {p.key}: " + ", ".join(f"{r.wall_rate:,.0f}" for r in runs.get(p.key, [])))
+    bad = [r for rs in runs.values() for r in rs if not r.ok]
+    if bad:
+        out.append("")
+        out.append("PROBLEMS:")
+        for r in bad:
+            out.append(f"  {r.label} run {r.rep}: {r.problem} (logs: {r.log_err})")
+    out.append("")
+    if a.produce_seconds:
+        out.append(f"producing the {a.messages:,} messages (kc produce, idempotent, acks=all): "
+                   f"{a.produce_seconds:.1f} s ({a.messages / a.produce_seconds:,.0f} msg/s)")
+    if a.started:
+        out.append(f"bench total: {time.time() - a.started:.0f} s "
+                   "(dependency check, build, broker start, produce and all consumers)")
+    out.append(f"logs and results.json: {a.out}")
+
+    def rate(key, self_=False):
+        rs = runs.get(key)
+        if not rs:
+            return None
+        r = median_run(rs)
+        if not r.ok:
+            return None
+        return r.self_rate if self_ else r.wall_rate
+
+    def ratio(x, y):
+        return f"{x / y:.2f}" if x and y else "n/a"
+
+    kc, raw, conf = rate("kc"), rate("raw"), rate("confluent")
+    kcs, raws, confs = rate("kc", True), rate("raw", True), rate("confluent", True)
+    out.append(f"self-reported (steady-state) ratios, for reference: kc/raw {ratio(kcs, raws)}, "
+               f"kc/confluent-kafka {ratio(kcs, confs)}")
+    out.append(f"ratio kc/raw: {ratio(kc, raw)}")
+    out.append(f"ratio kc/confluent-kafka: {ratio(kc, conf)}")
+    text = "\n".join(out) + "\n"
+    with open(os.path.join(a.out, "table.txt"), "w") as f:
+        f.write(text)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return 1 if bad else 0
+
+
+# ----------------------------------------------------------------- count / env
+
+def cmd_count(a) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "kc-bench-count"})
+    md = c.list_topics(a.topic, timeout=30)
+    t = md.topics.get(a.topic)
+    if t is None or t.error is not None:
+        print(f"harness: topic {a.topic}: {t.error if t else 'missing'}", file=sys.stderr)
+        return 1
+    total = 0
+    for pid in t.partitions:
+        lo, hi = c.get_watermark_offsets(TopicPartition(a.topic, pid), timeout=30)
+        total += hi - lo
+    c.close()
+    print(total)
+    return 0
+
+
+def cmd_env(a) -> int:
+    def read(path):
+        try:
+            with open(path) as f:
+                return f.read()
+        except OSError:
+            return ""
+    cpu = re.search(r"^model name\s*:\s*(.+)$", read("/proc/cpuinfo"), re.M)
+    mem = re.search(r"^MemTotal:\s*(\d+) kB", read("/proc/meminfo"), re.M)
+    osr = re.search(r'^PRETTY_NAME="?([^"\n]+)', read("/etc/os-release"), re.M)
+    print(f"os: {osr.group(1) if osr else '?'}")
+    print(f"kernel: {platform.release()}")
+    print(f"nproc: {os.cpu_count()}")
+    print(f"cpu: {cpu.group(1).strip() if cpu else '?'}")
+    print(f"ram: {int(mem.group(1)) / 1024 / 1024:.1f} GiB" if mem else "ram: ?")
+    if a.rdkafka_performance:
+        try:
+            r = subprocess.run([a.rdkafka_performance, "-h"], capture_output=True, text=True, timeout=10)
+            v = re.search(r"librdkafka version (\S+)", r.stdout + r.stderr)
+            print(f"librdkafka (kc, rdkafka_performance): {v.group(1) if v else '?'}")
+        except OSError as e:
+            print(f"librdkafka (kc, rdkafka_performance): ? ({e})")
+    print(f"python: {platform.python_version()}")
+    try:
+        import confluent_kafka
+        v, lv = confluent_kafka.version(), confluent_kafka.libversion()
+        v = v[0] if isinstance(v, tuple) else v
+        lv = lv[0] if isinstance(lv, tuple) else lv
+        print(f"confluent-kafka: {v} (bundled librdkafka {lv})")
+    except ImportError:
+        print("confluent-kafka: not installed")
+    try:
+        import kafka
+        print(f"kafka-python: {kafka.__version__}")
+    except ImportError:
+        print("kafka-python: not installed")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--bootstrap", required=True)
+    r.add_argument("--topic", required=True)
+    r.add_argument("--partitions", type=int, default=4)
+    r.add_argument("--messages", type=int, default=1_000_000)
+    r.add_argument("--repeat", type=int, default=1)
+    r.add_argument("--fast-repeat", type=int, default=5,
+                   help="runs of the ~1 s consumers (rdkafka_performance, kc): max(this, --repeat)")
+    r.add_argument("--kc", required=True)
+    r.add_argument("--rdkafka-performance", required=True)
+    r.add_argument("--python", default=sys.executable)
+    r.add_argument("--out", required=True)
+    r.add_argument("--run-id", default="")
+    r.add_argument("--only", default="", help="comma list of peer keys "
+                   "(raw,kc,kc-raw,kc-commit50k,confluent,confluent-per-msg,kafka-python)")
+    r.add_argument("--diagnostics", type=int, default=1,
+                   help="1: also run kc with --value-format raw and with --commit-every 50000")
+    r.add_argument("--broker-pid", type=int, default=0, help="pid of the broker, for its CPU time")
+    r.add_argument("--started", type=float, default=0.0, help="epoch seconds bench/run started")
+    r.add_argument("--produce-seconds", type=float, default=0.0)
+    r.add_argument("--warmup", type=int, default=1,
+                   help="1: unmeasured passes over the topic first (rdkafka_performance, kc)")
+    r.add_argument("--settle", type=float, default=1.0, help="seconds to wait before each run")
+    r.add_argument("--full-timeout", type=float, default=240.0)
+    r.add_argument("--per-message-seconds", type=float, default=30.0)
+    r.add_argument("--per-message-max", type=int, default=100_000)
+    r.add_argument("--kafka-python-seconds", type=float, default=120.0)
+    c = sub.add_parser("count")
+    c.add_argument("--bootstrap", required=True)
+    c.add_argument("--topic", required=True)
+    e = sub.add_parser("env")
+    e.add_argument("--rdkafka-performance", default="")
+    a = ap.parse_args()
+    return {"run": cmd_run, "count": cmd_count, "env": cmd_env}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
