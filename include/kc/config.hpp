@@ -42,6 +42,8 @@ struct CommitPolicy {
 /// | retry.max_attempts    | KC_RETRY_MAX_ATTEMPTS    | handler calls in all (3)                  |
 /// | retry.backoff_ms      | KC_RETRY_BACKOFF_MS      | first retry delay (1000), doubling        |
 /// | retry.backoff_max_ms  | KC_RETRY_BACKOFF_MAX_MS  | cap on the retry delay (30000)            |
+/// | retry.topics          | KC_RETRY_TOPICS          | non-blocking retry topics (false)         |
+/// | retry.topic_pattern   | KC_RETRY_TOPIC_PATTERN   | `{topic}.retry.{n}`                       |
 /// | dlq.enabled           | KC_DLQ_ENABLED           | dead letters to a topic (false)           |
 /// | dlq.topic             | KC_DLQ_TOPIC             | `{topic}.dead-letter`; setting it enables |
 /// | dlq.headers           | KC_DLQ_HEADERS           | kc, spring or both (kc)                   |

@@ -49,6 +49,17 @@ struct RetryPolicy {
   /// Default (empty): PermanentError (and DecodeError) are not, everything
   /// else is. Runs on the poll thread; must not throw.
   std::function<bool(const std::exception_ptr&)> is_retriable;
+  /// Non-blocking retries (Spring's retry topics): instead of pausing the
+  /// partition, a failed record is forwarded to `topic_pattern` with level n
+  /// (`{topic}.retry.{n}`, n = 1 for the first retry) and its partition goes
+  /// on; the consumer also subscribes to the retry topics and handles each
+  /// record once its delay has passed, then the dead-letter topic. This GIVES
+  /// UP ORDERING: later records of the partition overtake the failed one.
+  bool use_topics = false;
+  std::string topic_pattern = "{topic}.retry.{n}";
+
+  /// The retry topic of level `n` for `source_topic`.
+  std::string retry_topic_for(std::string_view source_topic, int n) const;
 
   /// The delay before attempt `next_attempt` (2 for the first retry), without
   /// jitter. Pure; any thread.
@@ -93,6 +104,13 @@ inline constexpr std::string_view kHeaderErrorType = "kc.dlq.error.type";
 inline constexpr std::string_view kHeaderErrorMessage = "kc.dlq.error.message";
 inline constexpr std::string_view kHeaderAttempts = "kc.dlq.attempts";
 inline constexpr std::string_view kHeaderFailedAt = "kc.dlq.failed.at";  ///< UTC, ISO 8601
+// Non-blocking retry topics: a record forwarded to `<topic>.retry.<n>`
+// carries these (text values).
+inline constexpr std::string_view kRetryHeaderPrefix = "kc.retry.";
+inline constexpr std::string_view kHeaderRetryAttempt = "kc.retry.attempt";  ///< the attempt it is due for
+inline constexpr std::string_view kHeaderRetryDue = "kc.retry.due";          ///< ms since the epoch
+inline constexpr std::string_view kHeaderRetryTopic = "kc.retry.topic";      ///< the topic it first came from
+
 /// Added by `kc dlq redrive`: how many times the record was redriven.
 inline constexpr std::string_view kHeaderRedriveCount = "kc.redrive.count";
 

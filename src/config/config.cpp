@@ -135,6 +135,17 @@ constexpr KeyDef kKeys[] = {
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
        c.retry.backoff_max = std::chrono::milliseconds(parse_uint(k, v, s));
      }},
+    {"retry.topics",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       c.retry.use_topics = parse_bool(k, v, s);
+     }},
+    {"retry.topic_pattern",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       if (v.find("{n}") == std::string_view::npos) {
+         invalid(k, s, "must contain {n} (the retry level), e.g. {topic}.retry.{n}");
+       }
+       c.retry.topic_pattern = std::string(v);
+     }},
     {"dlq.enabled",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
        c.dead_letter.enabled = parse_bool(k, v, s);

@@ -21,6 +21,7 @@ struct DeadLetterWriter::Entry {
   std::string topic;
   std::int32_t partition = RD_KAFKA_PARTITION_UA;
   bool in_producer = false;  // handed to librdkafka, report pending
+  bool retry = false;        // to a retry topic (not a dead letter)
   int failures = 0;
   std::chrono::steady_clock::time_point retry_at;
 };
@@ -131,7 +132,8 @@ std::int32_t DeadLetterWriter::partition_for(const std::string& topic, std::int3
   return info.partitions > source_partition ? source_partition : RD_KAFKA_PARTITION_UA;
 }
 
-void DeadLetterWriter::write(const rd_kafka_message_t* m, const DeadLetterCause& cause) {
+std::unique_ptr<DeadLetterWriter::Entry> DeadLetterWriter::copy_record(const rd_kafka_message_t* m,
+                                                                        bool drop_retry_headers) {
   auto e = std::make_unique<Entry>();
   e->id = next_id_++;
   e->source = {rd_kafka_topic_name(m->rkt), Partition{m->partition}};
@@ -151,10 +153,27 @@ void DeadLetterWriter::write(const rd_kafka_message_t* m, const DeadLetterCause&
     const void* val = nullptr;
     std::size_t size = 0;
     for (std::size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
+      if (drop_retry_headers && std::string_view(name).starts_with(kRetryHeaderPrefix)) {
+        continue;  // replaced by the next retry's own
+      }
       e->headers.emplace_back(name, val == nullptr ? std::nullopt
                                                    : std::optional<std::string>(std::string(static_cast<const char*>(val), size)));
     }
   }
+  return e;
+}
+
+void DeadLetterWriter::enqueue(std::unique_ptr<Entry> e, std::string topic) {
+  e->topic = std::move(topic);
+  e->partition = partition_for(e->topic, to_int(e->source.partition));
+  ++per_partition_[e->source];
+  auto& ref = *e;
+  entries_.emplace(e->id, std::move(e));
+  produce(ref);
+}
+
+void DeadLetterWriter::write(const rd_kafka_message_t* m, const DeadLetterCause& cause) {
+  auto e = copy_record(m, false);
   std::string message = cause.message;
   if (message.size() > policy_.max_error_message) {
     message.resize(policy_.max_error_message);
@@ -177,17 +196,31 @@ void DeadLetterWriter::write(const rd_kafka_message_t* m, const DeadLetterCause&
     add(kSpringOriginalPartition, big_endian<std::int32_t>(m->partition));
     add(kSpringOriginalOffset, big_endian<std::int64_t>(m->offset));
     add(kSpringOriginalTimestamp, big_endian<std::int64_t>(e->timestamp));
-    add(kSpringOriginalTimestampType, tstype == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME ? "LogAppendTime" : "CreateTime");
+    add(kSpringOriginalTimestampType,
+        e->timestamp_type == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME ? "LogAppendTime" : "CreateTime");
     add(kSpringOriginalConsumerGroup, group_);
     add(kSpringExceptionFqcn, cause.type);
     add(kSpringExceptionMessage, message);
   }
-  e->topic = policy_.topic_for(e->source.topic);
-  e->partition = partition_for(e->topic, m->partition);
-  ++per_partition_[e->source];
-  auto& ref = *e;
-  entries_.emplace(e->id, std::move(e));
-  produce(ref);
+  // From a retry topic, the dead letter goes where the record's own topic's would.
+  std::string origin = e->source.topic;
+  for (const auto& [n, v] : e->headers) {
+    if (n == kHeaderRetryTopic && v) {
+      origin = *v;
+    }
+  }
+  const auto topic = policy_.topic_for(origin);
+  enqueue(std::move(e), topic);
+}
+
+void DeadLetterWriter::write_retry(const rd_kafka_message_t* m, const std::string& topic, int next_attempt,
+                                   std::int64_t due_ms, const std::string& origin) {
+  auto e = copy_record(m, true);
+  e->retry = true;
+  e->headers.emplace_back(std::string(kHeaderRetryAttempt), std::to_string(next_attempt));
+  e->headers.emplace_back(std::string(kHeaderRetryDue), std::to_string(due_ms));
+  e->headers.emplace_back(std::string(kHeaderRetryTopic), origin);
+  enqueue(std::move(e), topic);
 }
 
 void DeadLetterWriter::produce(Entry& e) {
@@ -224,7 +257,7 @@ void DeadLetterWriter::poll(std::vector<DeadLetterAck>& acked, std::chrono::mill
     Entry& e = *it->second;
     e.in_producer = false;
     if (error.empty()) {
-      acked.push_back({e.source, e.offset});
+      acked.push_back({e.source, e.offset, e.retry});
       if (--per_partition_[e.source] == 0) {
         per_partition_.erase(e.source);
       }

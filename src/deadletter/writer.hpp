@@ -24,6 +24,7 @@ namespace kc::detail {
 struct DeadLetterAck {
   TopicPartition source;
   std::int64_t offset = -1;
+  bool retry = false;  ///< a copy to a retry topic, not a dead letter
 };
 
 /// Why a record died, for the metadata headers.
@@ -52,6 +53,13 @@ class DeadLetterWriter {
   /// dead-letter topic's partition count once, bounded by 2 s).
   void write(const rd_kafka_message_t* m, const DeadLetterCause& cause);
 
+  /// Queues a copy of `m` to the retry topic `topic` (non-blocking retries),
+  /// with kc.retry.attempt = next_attempt, kc.retry.due = due_ms (ms since
+  /// the epoch) and kc.retry.topic = origin; earlier kc.retry.* headers are
+  /// replaced. Acknowledged like a dead letter.
+  void write_retry(const rd_kafka_message_t* m, const std::string& topic, int next_attempt, std::int64_t due_ms,
+                   const std::string& origin);
+
   /// Serves delivery reports and re-writes whose backoff has passed; appends
   /// acknowledged dead letters to `acked`. Waits up to `wait` for a report.
   void poll(std::vector<DeadLetterAck>& acked, std::chrono::milliseconds wait = std::chrono::milliseconds(0));
@@ -74,6 +82,8 @@ class DeadLetterWriter {
   struct Entry;
 
  private:
+  std::unique_ptr<Entry> copy_record(const rd_kafka_message_t* m, bool drop_retry_headers);
+  void enqueue(std::unique_ptr<Entry> e, std::string topic);
   void produce(Entry& e);
   std::int32_t partition_for(const std::string& topic, std::int32_t source_partition);
 

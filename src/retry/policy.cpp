@@ -14,6 +14,18 @@ std::chrono::milliseconds RetryPolicy::delay_before(int next_attempt) const noex
   return std::chrono::milliseconds(static_cast<std::int64_t>(capped));
 }
 
+std::string RetryPolicy::retry_topic_for(std::string_view source_topic, int n) const {
+  std::string out = topic_pattern;
+  for (auto at = out.find("{topic}"); at != std::string::npos; at = out.find("{topic}", at + source_topic.size())) {
+    out.replace(at, 7, source_topic);
+  }
+  const auto level = std::to_string(n);
+  for (auto at = out.find("{n}"); at != std::string::npos; at = out.find("{n}", at + level.size())) {
+    out.replace(at, 3, level);
+  }
+  return out;
+}
+
 std::string DeadLetterPolicy::topic_for(std::string_view source_topic) const {
   std::string out = topic;
   for (auto at = out.find("{topic}"); at != std::string::npos; at = out.find("{topic}", at + source_topic.size())) {

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <charconv>
 #include <csignal>
 #include <cstring>
 #include <set>
@@ -72,6 +73,26 @@ void run_hook(const char* name, Fn&& fn) noexcept {
   }
 }
 
+std::string header_text(const rd_kafka_message_t* m, std::string_view name) {
+  rd_kafka_headers_t* hdrs = nullptr;
+  const void* value = nullptr;
+  std::size_t size = 0;
+  // rd_kafka_message_headers takes a non-const message; it only parses.
+  if (rd_kafka_message_headers(const_cast<rd_kafka_message_t*>(m), &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      rd_kafka_header_get_last(hdrs, std::string(name).c_str(), &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      value == nullptr) {
+    return {};
+  }
+  return {static_cast<const char*>(value), size};
+}
+
+std::int64_t header_int(const rd_kafka_message_t* m, std::string_view name) {
+  const auto text = header_text(m, name);
+  std::int64_t out = 0;
+  const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc{} && p == text.data() + text.size() && !text.empty() ? out : 0;
+}
+
 }  // namespace
 
 struct Consumer::Impl {
@@ -88,6 +109,7 @@ struct Consumer::Impl {
     int retry_attempt = 1;
     Clock::time_point retry_due;
     bool dlq_paused = false;  // too many dead letters unacknowledged: paused until they drain
+    bool retry_topic = false;  // one of the non-blocking retry topics
   };
 
   ConsumerConfig config;
@@ -126,6 +148,7 @@ struct Consumer::Impl {
   RunStats stats;
   detail::Backoff backoff;
   std::size_t waiting_partitions = 0;
+  std::set<std::string> retry_topics;  // subscribed non-blocking retry topics
   std::vector<detail::DeadLetterAck> dlq_acks;  // scratch, reused
 
   void build();
@@ -137,6 +160,7 @@ struct Consumer::Impl {
   PartitionState* state_of(const rd_kafka_message_t* m);
   void halt(PartitionState& st, std::int64_t offset, const std::string& why);
   void fail(PartitionState& st, const rd_kafka_message_t* m, int attempt, const detail::Failure& f);
+  void wait_for(PartitionState& st, std::int64_t offset, int attempt, Clock::time_point due);
   void set_paused(const TopicPartition& tp, bool paused);
   void resume_due_retries(Clock::time_point now);
   void serve_dead_letters(std::chrono::milliseconds wait);
@@ -231,7 +255,7 @@ void Consumer::Impl::build() {
   rd_kafka_set_log_queue(rk.get(), nullptr);
   rd_kafka_poll_set_consumer(rk.get());
   commit_queue.reset(rd_kafka_queue_new(rk.get()));
-  if (config.dead_letter.enabled) {
+  if (config.dead_letter.enabled || config.retry.use_topics) {
     dlq = std::make_unique<detail::DeadLetterWriter>(bootstrap, config.librdkafka, config.dead_letter, config.group);
   }
 }
@@ -270,6 +294,7 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
       auto& el = list->elems[i];
       auto st = std::make_unique<PartitionState>();
       st->tp = tps[static_cast<std::size_t>(i)];
+      st->retry_topic = retry_topics.contains(st->tp.topic);
       if (hooks.stored_offset) {
         // A failure here must not fall back silently to the group's offset:
         // it propagates and stops the consumer (see rebalance_trampoline).
@@ -574,7 +599,19 @@ void Consumer::Impl::on_message(rd_kafka_message_t* m) {
     // again (by the owner, or after the retry).
     return;
   }
-  const int attempt = m->offset == st->retry_offset ? st->retry_attempt : 1;
+  int attempt = m->offset == st->retry_offset ? st->retry_attempt : 1;
+  if (st->retry_topic) {
+    // A record from a retry topic: handled once its delay has passed; until
+    // then its partition waits (the topic is in due order per level).
+    const auto due_ms = header_int(m, kHeaderRetryDue);
+    attempt = static_cast<int>(std::max<std::int64_t>(header_int(m, kHeaderRetryAttempt), 2));
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+    if (due_ms > now_ms) {
+      wait_for(*st, m->offset, attempt, Clock::now() + std::chrono::milliseconds(due_ms - now_ms));
+      return;
+    }
+  }
   st->offsets.handed_out(m->offset);
   ++stats.consumed;
   Outcome outcome = Outcome::retry;
@@ -612,25 +649,47 @@ void Consumer::Impl::set_paused(const TopicPartition& tp, bool paused) {
   }
 }
 
+void Consumer::Impl::wait_for(PartitionState& st, std::int64_t offset, int attempt, Clock::time_point due) {
+  // Pause the partition and seek back to the record: the poll loop keeps
+  // running (other partitions flow, the group sees us alive), and the
+  // record is fetched again when the partition resumes at `due`.
+  st.waiting = true;
+  ++waiting_partitions;
+  st.retry_offset = offset;
+  st.retry_attempt = attempt;
+  st.retry_due = due;
+  set_paused(st.tp, true);
+  detail::PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.get(), st.tp.topic.c_str(), to_int(st.tp.partition))->offset = offset;
+  detail::ErrorPtr e(rd_kafka_seek_partitions(rk.get(), list.get(), 0));
+  if (e) {
+    spdlog::error("kc: seek back for a retry failed: {}", rd_kafka_error_string(e.get()));
+  }
+}
+
 void Consumer::Impl::fail(PartitionState& st, const rd_kafka_message_t* m, int attempt, const detail::Failure& f) {
-  if (f.retriable && attempt < config.retry.max_attempts) {
-    // Pause the partition and seek back to the record: the poll loop keeps
-    // running (other partitions flow, the group sees us alive), and the
-    // record is fetched again when the partition resumes at retry_due.
+  if (f.retriable && attempt < config.retry.max_attempts && config.retry.use_topics) {
+    // Non-blocking: forward to the retry topic of this level; the record is
+    // done once that copy is acknowledged, and the partition goes on.
     const auto delay = backoff.delay(config.retry, attempt + 1);
-    st.waiting = true;
-    ++waiting_partitions;
-    st.retry_offset = m->offset;
-    st.retry_attempt = attempt + 1;
-    st.retry_due = Clock::now() + delay;
-    ++stats.retried;
-    set_paused(st.tp, true);
-    detail::PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(list.get(), st.tp.topic.c_str(), to_int(st.tp.partition))->offset = m->offset;
-    detail::ErrorPtr e(rd_kafka_seek_partitions(rk.get(), list.get(), 0));
-    if (e) {
-      spdlog::error("kc: seek back for a retry failed: {}", rd_kafka_error_string(e.get()));
+    std::string origin = st.retry_topic ? header_text(m, kHeaderRetryTopic) : st.tp.topic;
+    if (origin.empty()) {
+      origin = st.tp.topic;
     }
+    const auto topic = config.retry.retry_topic_for(origin, attempt);
+    const auto due = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         (std::chrono::system_clock::now() + delay).time_since_epoch()).count();
+    dlq->write_retry(m, topic, attempt + 1, due, origin);
+    ++stats.retried;
+    spdlog::info("kc: {}[{}] offset {}: {}: {}; to {} for attempt {} of {} in {} ms", st.tp.topic,
+                 to_int(st.tp.partition), m->offset, f.type, f.message, topic, attempt + 1, config.retry.max_attempts,
+                 delay.count());
+    return;
+  }
+  if (f.retriable && attempt < config.retry.max_attempts) {
+    const auto delay = backoff.delay(config.retry, attempt + 1);
+    wait_for(st, m->offset, attempt + 1, Clock::now() + delay);
+    ++stats.retried;
     spdlog::info("kc: {}[{}] offset {}: {}: {}; attempt {} of {} in {} ms", st.tp.topic, to_int(st.tp.partition),
                  m->offset, f.type, f.message, attempt + 1, config.retry.max_attempts, delay.count());
     return;
@@ -681,7 +740,7 @@ void Consumer::Impl::serve_dead_letters(std::chrono::milliseconds wait) {
     }
     auto& st = *it->second;
     if (st.offsets.done(ack.offset)) {
-      ++stats.dead_lettered;
+      stats.dead_lettered += ack.retry ? 0 : 1;
       ++done_since_commit;
     }
     if (st.dlq_paused && dlq->in_flight(st.tp) == 0) {
@@ -702,7 +761,7 @@ void Consumer::Impl::drain_dead_letters(Clock::time_point deadline) {
   }
   for (const auto& ack : dlq_acks) {
     if (auto it = parts.find(ack.source); it != parts.end() && it->second->offsets.done(ack.offset)) {
-      ++stats.dead_lettered;
+      stats.dead_lettered += ack.retry ? 0 : 1;
     }
   }
 }
@@ -791,8 +850,19 @@ RunResult Consumer::run() {
   auto& s = *impl_;
   rd_kafka_t* rk = s.rk.get();
   {
-    detail::PartitionListPtr topics(rd_kafka_topic_partition_list_new(static_cast<int>(s.config.topics.size())));
-    for (const auto& t : s.config.topics) {
+    std::vector<std::string> names = s.config.topics;
+    if (s.config.retry.use_topics) {
+      // Each level's retry topic joins the subscription (regex subscriptions
+      // are left alone: the pattern decides).
+      for (const auto& t : s.config.topics) {
+        for (int n = 1; !t.starts_with('^') && n < s.config.retry.max_attempts; ++n) {
+          s.retry_topics.insert(s.config.retry.retry_topic_for(t, n));
+        }
+      }
+      names.insert(names.end(), s.retry_topics.begin(), s.retry_topics.end());
+    }
+    detail::PartitionListPtr topics(rd_kafka_topic_partition_list_new(static_cast<int>(names.size())));
+    for (const auto& t : names) {
       rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
     }
     if (const auto err = rd_kafka_subscribe(rk, topics.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {

@@ -6,6 +6,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -211,6 +212,70 @@ TEST_F(DeadLetters, UnwritableTopicHoldsTheCommitPointUntilItRecovers) {
   const auto off = kc::test::committed_offsets(broker_.bootstrap_servers(), "dlq-outage", "src", 2);
   EXPECT_EQ(off[0], kRecords / 2);
   EXPECT_EQ(off[1], kRecords / 2);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(RetryTopics, FailedRecordsGoThroughRetryTopicsThenTheDeadLetterTopic) {
+  kc::EmbeddedBroker broker(1);
+  for (const auto* t : {"orders", "orders.retry.1", "orders.retry.2", "orders.dead-letter"}) {
+    broker.create_topic(t, 1);
+  }
+  {
+    kc::Producer p({broker.bootstrap_servers(), {}});
+    for (int i = 0; i < 100; ++i) {
+      const std::string v = "v" + std::to_string(i);
+      p.produce("orders", std::nullopt, bytes(v), 0, {{"h", "x"}});
+    }
+    ASSERT_TRUE(p.flush(10s));
+  }
+  kc::ConsumerConfig cfg;
+  cfg.bootstrap_servers = broker.bootstrap_servers();
+  cfg.group = "retry-topics";
+  cfg.topics = {"orders"};
+  cfg.from_beginning = true;
+  cfg.idle_exit = 2000ms;
+  cfg.retry.use_topics = true;
+  cfg.retry.max_attempts = 3;
+  cfg.retry.backoff = 300ms;
+  cfg.retry.jitter = 0;
+  cfg.dead_letter.enabled = true;
+  std::vector<std::string> order;   // values in handling order
+  std::map<std::string, std::vector<int>> attempts;
+  kc::Consumer c(cfg, [&](const kc::Message& m) {
+    const std::string v(kc::as_text(*m.value()));
+    attempts[v].push_back(m.attempt());
+    if (v == "v10" && m.attempt() == 1) {
+      throw std::runtime_error("once");  // succeeds on attempt 2, from orders.retry.1
+    }
+    if (v == "v20") {
+      throw kc::RetriableError("always");  // attempts 1, 2, 3, then dead
+    }
+    order.push_back(v);
+    return kc::Outcome::done;
+  });
+  const auto r = c.run();
+  EXPECT_EQ(r.stats.retried, 3u);  // v10 once, v20 twice
+  EXPECT_EQ(r.stats.dead_lettered, 1u);
+  EXPECT_EQ(attempts["v10"], (std::vector<int>{1, 2}));
+  EXPECT_EQ(attempts["v20"], (std::vector<int>{1, 2, 3}));
+  // Non-blocking: v11 was handled before v10's retry (ordering given up).
+  const auto pos = [&](const std::string& v) { return std::find(order.begin(), order.end(), v) - order.begin(); };
+  EXPECT_LT(pos("v11"), pos("v10"));
+  EXPECT_EQ(order.size(), 99u);
+  const auto dead = read_all(broker, "orders.dead-letter", "reader");
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].value, "v20");
+  EXPECT_EQ(dead[0].header(kc::kHeaderAttempts), "3");
+  EXPECT_EQ(dead[0].header(kc::kHeaderRetryTopic), "orders");
+  EXPECT_EQ(dead[0].headers[0].first, "h");  // the original headers survive the trip
+  for (const auto* t : {"orders", "orders.retry.1", "orders.retry.2"}) {
+    const auto off = kc::test::committed_offsets(broker.bootstrap_servers(), "retry-topics", t, 1);
+    const auto hw = std::string(t) == "orders" ? 100 : std::string(t) == "orders.retry.1" ? 2 : 1;
+    EXPECT_EQ(off[0], hw) << t;
+  }
 }
 
 }  // namespace

@@ -29,6 +29,7 @@ struct ConsumeOptions {
   std::optional<std::uint64_t> retry_backoff_ms;
   std::optional<std::uint64_t> retry_backoff_max_ms;
   std::optional<std::string> dlq_headers;
+  bool retry_topics = false;
 };
 
 struct ProduceOptions {

@@ -48,6 +48,8 @@ void add_consume_command(CLI::App& app, ConsumeOptions& o) {
   c->add_option("--retry-backoff-max-ms", o.retry_backoff_max_ms, "cap on the retry delay (default 30000)");
   c->add_option("--dlq-headers", o.dlq_headers, "dead-letter metadata headers: kc|spring|both (default kc)")
       ->check(CLI::IsMember({"kc", "spring", "both"}));
+  c->add_flag("--retry-topics", o.retry_topics,
+              "non-blocking retries through <topic>.retry.<n> topics (they must exist); gives up ordering");
 }
 
 namespace {
@@ -114,6 +116,9 @@ int run_consume(const ConsumeOptions& o) {
   }
   if (o.dlq_headers) {
     cfg.set("dlq.headers", *o.dlq_headers, "flag --dlq-headers");
+  }
+  if (o.retry_topics) {
+    cfg.set("retry.topics", "true", "flag --retry-topics");
   }
   const bool dead_letters = cfg.dead_letter.enabled;
 

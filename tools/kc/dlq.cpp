@@ -23,12 +23,12 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <fmt/format.h>
 #include <map>
 #include <memory>
 #include <set>
@@ -57,6 +57,9 @@ constexpr const char* kRedriveFooter =
     "group commits only records whose copies the broker acknowledged, so SIGINT/SIGTERM followed by a\n"
     "restart (same --group) republishes nothing twice. kill -9 or a crash can republish the records\n"
     "acknowledged after the last commit (exactly-once would need Kafka transactions).\n"
+    "Dropped from each copy: the kc.dlq.*, kafka_dlt-* and kc.retry.* headers; added: kc.redrive.count (1, 2, ...).\n"
+    "Default target: the record's source topic (kc.dlq.source.topic or kafka_dlt-original-topic; for a record\n"
+    "that failed in a retry topic, the topic it first came from), in its source partition when the target has it.\n"
     "Records of other error types (with --error-type) are skipped and committed in this group: redrive\n"
     "them later with another --group. A record without a source topic header (and no --to) stops its\n"
     "partition there: nothing at or after it is committed; the exit code is then 1.";
@@ -97,7 +100,9 @@ void conf_set(rd_kafka_conf_t* conf, const std::string& key, const std::string& 
 
 void log_trampoline(const rd_kafka_t*, int level, const char* fac, const char* buf) noexcept {
   try {
-    spdlog::log(level <= 3 ? spdlog::level::err : level == 4 ? spdlog::level::warn : spdlog::level::debug,
+    spdlog::log(level <= 3   ? spdlog::level::err
+                : level == 4 ? spdlog::level::warn
+                             : spdlog::level::debug,
                 "librdkafka {}: {}", fac, buf);
   } catch (...) {
   }
@@ -156,8 +161,10 @@ std::optional<int> partition_count(rd_kafka_t* rk, const std::string& topic, std
   }
   for (;;) {
     const rd_kafka_metadata_t* raw = nullptr;
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    const auto err = rd_kafka_metadata(rk, 0, rkt.get(), &raw, static_cast<int>(std::max<std::int64_t>(left.count(), 1000)));
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto err =
+        rd_kafka_metadata(rk, 0, rkt.get(), &raw, static_cast<int>(std::max<std::int64_t>(left.count(), 1000)));
     MetadataPtr md(raw);
     rd_kafka_resp_err_t topic_err = err;
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1) {
@@ -178,12 +185,15 @@ std::optional<int> partition_count(rd_kafka_t* rk, const std::string& topic, std
 
 // ---------------------------------------------------------------- dead-letter metadata
 
-bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
 
-// The headers a dead-letter writer adds (kc's and Spring's); everything else
-// on a dead letter is the original record's.
-bool is_dead_letter_header(std::string_view name) {
-  return starts_with(name, "kc.dlq.") || starts_with(name, "kafka_dlt-");
+// The headers kc and Spring add to a dead letter, and kc's retry-topic
+// headers (a record that went through retry topics keeps them on its dead
+// letter); everything else on a dead letter is the original record's.
+bool is_metadata_header(std::string_view name) {
+  return starts_with(name, "kc.dlq.") || starts_with(name, "kafka_dlt-") || starts_with(name, kRetryHeaderPrefix);
 }
 
 std::optional<std::int64_t> parse_int(std::string_view s) {
@@ -243,6 +253,9 @@ struct DeadLetterInfo {
   std::optional<std::int64_t> attempts;
   std::optional<std::string> failed_at;
   std::optional<std::int64_t> redrive_count;  // kc.redrive.count of the original record
+  // kc.retry.topic: the record failed in a retry topic (then the source
+  // topic is that retry topic); this is the topic it first came from.
+  std::optional<std::string> retry_origin;
 
   std::string format() const {
     return kc_headers && spring_headers ? "kc+spring" : kc_headers ? "kc" : spring_headers ? "spring" : "none";
@@ -256,6 +269,52 @@ void fill(std::optional<T>& into, const std::optional<T>& from) {
   }
 }
 
+// Where each metadata header goes. kc's integers are text; Spring's are
+// big-endian binary.
+using TextField = std::optional<std::string> DeadLetterInfo::*;
+using IntField = std::optional<std::int64_t> DeadLetterInfo::*;
+struct HeaderField {
+  std::string_view name;
+  TextField text = nullptr;
+  IntField integer = nullptr;
+};
+constexpr HeaderField kKcFields[] = {
+    {kHeaderSourceTopic, &DeadLetterInfo::source_topic},
+    {kHeaderSourcePartition, nullptr, &DeadLetterInfo::source_partition},
+    {kHeaderSourceOffset, nullptr, &DeadLetterInfo::source_offset},
+    {kHeaderSourceTimestamp, nullptr, &DeadLetterInfo::source_timestamp},
+    {kHeaderGroup, &DeadLetterInfo::group},
+    {kHeaderErrorType, &DeadLetterInfo::error_type},
+    {kHeaderErrorMessage, &DeadLetterInfo::error_message},
+    {kHeaderAttempts, nullptr, &DeadLetterInfo::attempts},
+    {kHeaderFailedAt, &DeadLetterInfo::failed_at},
+    {kHeaderRetryTopic, &DeadLetterInfo::retry_origin},
+};
+constexpr HeaderField kSpringFields[] = {
+    {kSpringOriginalTopic, &DeadLetterInfo::source_topic},
+    {kSpringOriginalPartition, nullptr, &DeadLetterInfo::source_partition},
+    {kSpringOriginalOffset, nullptr, &DeadLetterInfo::source_offset},
+    {kSpringOriginalTimestamp, nullptr, &DeadLetterInfo::source_timestamp},
+    {kSpringOriginalConsumerGroup, &DeadLetterInfo::group},
+    {kSpringExceptionFqcn, &DeadLetterInfo::error_type},
+    {kSpringExceptionMessage, &DeadLetterInfo::error_message},
+};
+
+template <std::size_t N>
+void read_field(const HeaderField (&fields)[N], bool spring, std::string_view name, Bytes v, DeadLetterInfo& into) {
+  for (const auto& f : fields) {
+    if (f.name != name) {
+      continue;
+    }
+    if (f.text != nullptr) {
+      into.*f.text = metadata_text(v);
+    } else {
+      into.*f.integer = spring ? parse_spring_int(v) : parse_int(as_text(v));
+    }
+    return;
+  }
+}
+
 // kc's headers first; Spring's fill in what kc's do not say.
 DeadLetterInfo parse_dead_letter(const Message& m) {
   DeadLetterInfo kc;
@@ -266,30 +325,14 @@ DeadLetterInfo parse_dead_letter(const Message& m) {
     if (!h.value) {
       continue;
     }
-    const Bytes v = *h.value;
-    const auto n = h.name;
-    if (starts_with(n, "kc.dlq.")) {
-      kc.kc_headers = true;
-      if (n == kHeaderSourceTopic) kc.source_topic = metadata_text(v);
-      else if (n == kHeaderSourcePartition) kc.source_partition = parse_int(as_text(v));
-      else if (n == kHeaderSourceOffset) kc.source_offset = parse_int(as_text(v));
-      else if (n == kHeaderSourceTimestamp) kc.source_timestamp = parse_int(as_text(v));
-      else if (n == kHeaderGroup) kc.group = metadata_text(v);
-      else if (n == kHeaderErrorType) kc.error_type = metadata_text(v);
-      else if (n == kHeaderErrorMessage) kc.error_message = metadata_text(v);
-      else if (n == kHeaderAttempts) kc.attempts = parse_int(as_text(v));
-      else if (n == kHeaderFailedAt) kc.failed_at = metadata_text(v);
-    } else if (starts_with(n, "kafka_dlt-")) {
+    if (starts_with(h.name, "kc.dlq.") || starts_with(h.name, kRetryHeaderPrefix)) {
+      kc.kc_headers = kc.kc_headers || starts_with(h.name, "kc.dlq.");
+      read_field(kKcFields, false, h.name, *h.value, kc);
+    } else if (starts_with(h.name, "kafka_dlt-")) {
       spring.spring_headers = true;
-      if (n == kSpringOriginalTopic) spring.source_topic = metadata_text(v);
-      else if (n == kSpringOriginalPartition) spring.source_partition = parse_spring_int(v);
-      else if (n == kSpringOriginalOffset) spring.source_offset = parse_spring_int(v);
-      else if (n == kSpringOriginalTimestamp) spring.source_timestamp = parse_spring_int(v);
-      else if (n == kSpringOriginalConsumerGroup) spring.group = metadata_text(v);
-      else if (n == kSpringExceptionFqcn) spring.error_type = metadata_text(v);
-      else if (n == kSpringExceptionMessage) spring.error_message = metadata_text(v);
-    } else if (n == kHeaderRedriveCount) {
-      if (auto c = parse_int(as_text(v)); c && *c > kc.redrive_count.value_or(0)) {
+      read_field(kSpringFields, true, h.name, *h.value, spring);
+    } else if (h.name == kHeaderRedriveCount) {
+      if (auto c = parse_int(as_text(*h.value)); c && *c > kc.redrive_count.value_or(0)) {
         kc.redrive_count = c;
       }
     }
@@ -398,7 +441,7 @@ std::string to_json(const Message& m, const DeadLetterInfo& dl) {
   const auto hs = m.headers();
   for (std::size_t i = 0; i < hs.size(); ++i) {
     const auto h = hs.at(i);
-    if (is_dead_letter_header(h.name)) {
+    if (is_metadata_header(h.name)) {
       continue;
     }
     if (headers.size() > 1) {
@@ -415,6 +458,7 @@ std::string to_json(const Message& m, const DeadLetterInfo& dl) {
       .num("timestamp", ts.type != 0 ? std::optional<std::int64_t>(ts.ms) : std::nullopt)
       .str("headers_format", dl.format())
       .str("source_topic", dl.source_topic)
+      .str("retry_origin_topic", dl.retry_origin)
       .num("source_partition", dl.source_partition)
       .num("source_offset", dl.source_offset)
       .num("source_timestamp", dl.source_timestamp)
@@ -464,9 +508,13 @@ std::string or_unknown(const std::optional<T>& v) {
 }
 
 std::string to_human(const Message& m, const DeadLetterInfo& dl) {
-  std::string out = fmt::format("{}[{}]@{}  from {}[{}]@{}  ({} headers)\n", m.topic(), to_int(m.partition()),
-                                to_int(m.offset()), or_unknown(dl.source_topic), or_unknown(dl.source_partition),
-                                or_unknown(dl.source_offset), dl.format());
+  std::string out =
+      fmt::format("{}[{}]@{}  from {}[{}]@{}  ({})\n", m.topic(), to_int(m.partition()), to_int(m.offset()),
+                  or_unknown(dl.source_topic), or_unknown(dl.source_partition), or_unknown(dl.source_offset),
+                  dl.kc_headers || dl.spring_headers ? dl.format() + " headers" : "no dead-letter headers");
+  if (dl.retry_origin) {
+    out += fmt::format("  via retry topics, first from: {}\n", *dl.retry_origin);
+  }
   out += fmt::format("  source timestamp: {}   group: {}   attempts: {}   failed at: {}\n",
                      dl.source_timestamp ? iso8601(*dl.source_timestamp) : "?", or_unknown(dl.group),
                      or_unknown(dl.attempts), or_unknown(dl.failed_at));
@@ -477,7 +525,7 @@ std::string to_human(const Message& m, const DeadLetterInfo& dl) {
   const auto hs = m.headers();
   for (std::size_t i = 0; i < hs.size(); ++i) {
     const auto h = hs.at(i);
-    if (!is_dead_letter_header(h.name)) {
+    if (!is_metadata_header(h.name)) {
       headers += fmt::format("{}{}={}", headers.empty() ? "" : ", ", h.name, human_bytes(h.value));
     }
   }
@@ -526,8 +574,7 @@ void add_dlq_command(CLI::App& app, DlqOptions& o) {
   dlq->require_subcommand(1);
 
   auto* in = dlq->add_subcommand(
-      "inspect",
-      "list the dead letters of a topic (from the beginning up to its end at start; no group, no commit)");
+      "inspect", "list the dead letters of a topic (from the beginning up to its end at start; no group, no commit)");
   auto& i = o.inspect;
   in->add_option("-t,--topic", i.topic, "the dead-letter topic")->required();
   in->add_option("-b,--bootstrap-servers", i.bootstrap_servers, "brokers (or KC_BOOTSTRAP_SERVERS)");
@@ -729,11 +776,11 @@ class Targets {
 };
 
 struct RedriveCounts {
-  std::uint64_t read = 0;         // dead letters handed to the handler
-  std::uint64_t skipped = 0;      // did not match --error-type (done, not republished)
-  std::uint64_t republished = 0;  // handed to the producer
-  std::uint64_t unroutable = 0;   // could not be republished: their partition stopped there
-  std::uint64_t null_headers = 0; // header values that were null, written as empty
+  std::uint64_t read = 0;          // dead letters handed to the handler
+  std::uint64_t skipped = 0;       // did not match --error-type (done, not republished)
+  std::uint64_t republished = 0;   // handed to the producer
+  std::uint64_t unroutable = 0;    // could not be republished: their partition stopped there
+  std::uint64_t null_headers = 0;  // header values that were null, written as empty
 };
 
 }  // namespace
@@ -746,15 +793,6 @@ int run_dlq_redrive(const DlqRedriveOptions& o) {
   if (o.rate < 0) {
     throw Error(errc::config_invalid_value, "flag --rate: must not be negative");
   }
-  Targets targets(client);
-  if (!targets.partitions(o.from)) {
-    throw Error(errc::config_invalid_value, "flag --from: topic '" + o.from + "' does not exist");
-  }
-  if (o.to && !targets.partitions(*o.to)) {
-    throw Error(errc::config_invalid_value,
-                "flag --to: topic '" + *o.to + "' does not exist (kc dlq redrive does not create topics)");
-  }
-
   const std::string group = o.group.value_or("kc-redrive-" + o.from);
   ConsumerConfig cfg;
   cfg.bootstrap_servers = client.bootstrap;
@@ -771,11 +809,30 @@ int run_dlq_redrive(const DlqRedriveOptions& o) {
   pc.bootstrap_servers = client.bootstrap;
   pc.librdkafka = client.librdkafka;
   pc.librdkafka["allow.auto.create.topics"] = "false";
+  // Producer retries must not duplicate, and a copy counts only once every
+  // replica has it: kc owns these two here, as it owns auto commit elsewhere.
+  for (const auto& [key, want] : {std::pair<std::string, std::string>{"enable.idempotence", "true"}, {"acks", "all"}}) {
+    auto& v = pc.librdkafka[key];
+    if (!v.empty() && v != want && !(key == "acks" && v == "-1")) {
+      throw Error(errc::config_forbidden,
+                  "librdkafka." + key + "=" + v + ": kc dlq redrive needs " + want + " (no duplicates, no loss)");
+    }
+    v = want;
+  }
   // Bounds how long a commit waits for the copies it covers (below).
   pc.librdkafka.try_emplace("message.timeout.ms", "60000");
   const auto settle_timeout =
       std::chrono::milliseconds(parse_int(pc.librdkafka.at("message.timeout.ms")).value_or(300000)) +
       std::chrono::seconds(10);
+  Targets targets(client);
+  if (!targets.partitions(o.from)) {
+    throw Error(errc::config_invalid_value, "flag --from: topic '" + o.from + "' does not exist");
+  }
+  if (o.to && !targets.partitions(*o.to)) {
+    throw Error(errc::config_invalid_value,
+                "flag --to: topic '" + *o.to + "' does not exist (kc dlq redrive does not create topics)");
+  }
+
   Producer producer(std::move(pc));
 
   RedriveCounts counts;
@@ -792,7 +849,8 @@ int run_dlq_redrive(const DlqRedriveOptions& o) {
       ++counts.skipped;
       return Outcome::done;
     }
-    const std::optional<std::string> target = o.to ? o.to : dl.source_topic;
+    // A record that failed in a retry topic goes back to the topic it first came from.
+    const std::optional<std::string> target = o.to ? o.to : dl.retry_origin ? dl.retry_origin : dl.source_topic;
     if (!target) {
       ++counts.unroutable;
       throw PermanentError(
@@ -809,15 +867,14 @@ int run_dlq_redrive(const DlqRedriveOptions& o) {
     }
     // Back to the partition it came from when the target has it (keeps its
     // order with the key's other records); otherwise the key decides.
-    const std::int32_t partition =
-        dl.source_partition && *dl.source_partition >= 0 && *dl.source_partition < *parts
-            ? static_cast<std::int32_t>(*dl.source_partition)
-            : -1;
+    const std::int32_t partition = dl.source_partition && *dl.source_partition >= 0 && *dl.source_partition < *parts
+                                       ? static_cast<std::int32_t>(*dl.source_partition)
+                                       : -1;
     headers.clear();
     const auto hs = m.headers();
     for (std::size_t i = 0; i < hs.size(); ++i) {
       const auto h = hs.at(i);
-      if (is_dead_letter_header(h.name) || h.name == kHeaderRedriveCount) {
+      if (is_metadata_header(h.name) || h.name == kHeaderRedriveCount) {
         continue;
       }
       if (!h.value) {
@@ -850,8 +907,9 @@ int run_dlq_redrive(const DlqRedriveOptions& o) {
       if (!first_record) {
         first_record = std::chrono::steady_clock::now();
       }
-      const auto due = *first_record + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                     std::chrono::duration<double>(static_cast<double>(counts.republished) / o.rate));
+      const auto due =
+          *first_record + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(static_cast<double>(counts.republished) / o.rate));
       std::this_thread::sleep_until(due);
     }
     progress.show("kc dlq redrive: read {}, republished {}, acknowledged {}, failed {}", counts.read,
@@ -899,10 +957,10 @@ int run_dlq_redrive(const DlqRedriveOptions& o) {
   for (const auto& [tp, off] : result.stats.committed) {
     committed += fmt::format(" {}[{}]={}", tp.topic, to_int(tp.partition), to_int(off));
   }
-  std::fprintf(stderr, "  group %s: read %llu, skipped %llu (other error types), not redriven %llu; committed:%s\n",
-               group.c_str(),
-               static_cast<unsigned long long>(counts.read), static_cast<unsigned long long>(counts.skipped),
-               static_cast<unsigned long long>(counts.unroutable), committed.empty() ? " (none)" : committed.c_str());
+  std::fprintf(
+      stderr, "  group %s: read %llu, skipped %llu (other error types), not redriven %llu; committed in this run:%s\n",
+      group.c_str(), static_cast<unsigned long long>(counts.read), static_cast<unsigned long long>(counts.skipped),
+      static_cast<unsigned long long>(counts.unroutable), committed.empty() ? " (none)" : committed.c_str());
   if (counts.null_headers > 0) {
     std::fprintf(stderr, "  warning: %llu header values were null and were republished as empty values\n",
                  static_cast<unsigned long long>(counts.null_headers));

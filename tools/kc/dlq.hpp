@@ -28,14 +28,14 @@ struct DlqInspectOptions {
 /// headers) in a consumer group of its own, at least once.
 struct DlqRedriveOptions {
   std::optional<std::string> bootstrap_servers;
-  std::string from;                      ///< the dead-letter topic
-  std::optional<std::string> to;         ///< default: each record's source topic
-  std::optional<std::string> group;      ///< default: kc-redrive-<from>
-  std::optional<std::string> error_type; ///< redrive only records whose error type contains this
-  std::optional<std::uint64_t> max;      ///< stop after republishing this many
-  std::uint64_t idle_exit_ms = 3000;     ///< stop after this long without a record
-  double rate = 0;                       ///< records per second (0: no limit)
-  std::vector<std::string> rdkafka;      ///< -X key=value (all clients)
+  std::string from;                       ///< the dead-letter topic
+  std::optional<std::string> to;          ///< default: each record's source topic
+  std::optional<std::string> group;       ///< default: kc-redrive-<from>
+  std::optional<std::string> error_type;  ///< redrive only records whose error type contains this
+  std::optional<std::uint64_t> max;       ///< stop after republishing this many
+  std::uint64_t idle_exit_ms = 3000;      ///< stop after this long without a record
+  double rate = 0;                        ///< records per second (0: no limit)
+  std::vector<std::string> rdkafka;       ///< -X key=value (all clients)
   std::optional<std::string> config_file;
 };
 
