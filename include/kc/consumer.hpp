@@ -31,7 +31,8 @@ namespace kc {
 using Handler = std::function<Outcome(const Message&)>;
 
 /// Optional hooks. All run on the poll thread; none may call back into the
-/// Consumer except stop(). Exceptions thrown by hooks are caught and logged.
+/// Consumer except stop(). Exceptions thrown by on_assign, on_revoke and
+/// on_lost are caught and logged; see stored_offset and before_commit for theirs.
 struct ConsumerHooks {
   /// Partitions were assigned (after offsets from `stored_offset` were applied).
   std::function<void(std::span<const TopicPartition>)> on_assign;
@@ -41,11 +42,13 @@ struct ConsumerHooks {
   std::function<void(std::span<const TopicPartition>)> on_lost;
   /// Returns the offset to start from for a newly assigned partition when the
   /// application keeps offsets itself (a database, say); nullopt uses the
-  /// group's committed offset.
+  /// group's committed offset. Throwing stops the run (StopReason::fatal):
+  /// falling back to the group's offset could skip or repeat records.
   std::function<std::optional<Offset>(const TopicPartition&)> stored_offset;
   /// Called before every commit (async, revoke, shutdown) so a sink can make
   /// what it wrote durable first. Blocking here delays the commit, not the
-  /// correctness.
+  /// correctness. Throwing refuses the commit: nothing more is committed in
+  /// this run, and run() ends with StopReason::fatal and the hook's message.
   std::function<void()> before_commit;
 };
 

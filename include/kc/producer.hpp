@@ -45,10 +45,11 @@ class Producer {
   /// Enqueues one record (copied). When librdkafka's local queue is full it
   /// serves delivery reports and retries, so it blocks at most until space
   /// frees up. partition < 0 lets the partitioner choose (by key).
+  /// Header values may be null (nullopt), distinct from empty.
   /// Throws kc::Error for a fatal producer error or an unknown topic.
   void produce(std::string_view topic, std::optional<Bytes> key, std::optional<Bytes> value,
                std::int32_t partition = -1,
-               const std::vector<std::pair<std::string, std::string>>& headers = {});
+               const std::vector<std::pair<std::string, std::optional<std::string>>>& headers = {});
 
   /// Serves delivery reports; does not block.
   void poll();

@@ -71,7 +71,8 @@ Producer::~Producer() {
 }
 
 void Producer::produce(std::string_view topic, std::optional<Bytes> key, std::optional<Bytes> value,
-                       std::int32_t partition, const std::vector<std::pair<std::string, std::string>>& headers) {
+                       std::int32_t partition,
+                       const std::vector<std::pair<std::string, std::optional<std::string>>>& headers) {
   const std::string t(topic);
   // Locals, not expressions: the RD_KAFKA_V_* macros cast their arguments.
   void* key_ptr = key ? const_cast<std::byte*>(key->data()) : nullptr;
@@ -83,7 +84,8 @@ void Producer::produce(std::string_view topic, std::optional<Bytes> key, std::op
     if (!headers.empty()) {
       hdrs = rd_kafka_headers_new(headers.size());
       for (const auto& [n, v] : headers) {
-        rd_kafka_header_add(hdrs, n.data(), static_cast<ssize_t>(n.size()), v.data(), static_cast<ssize_t>(v.size()));
+        rd_kafka_header_add(hdrs, n.data(), static_cast<ssize_t>(n.size()), v ? v->data() : nullptr,
+                            v ? static_cast<ssize_t>(v->size()) : 0);
       }
     }
     const auto err = rd_kafka_producev(

@@ -142,6 +142,7 @@ struct Consumer::Impl {
   std::size_t done_since_commit = 0;
   Clock::time_point last_commit = Clock::now();
   bool commit_in_flight = false;  // one asynchronous commit at a time
+  bool commits_refused = false;   // before_commit threw: no more commits this run
   bool waited_for_commit = false;  // the in-flight one was already waited for
   std::optional<Clock::time_point> first_assigned;
   Clock::time_point last_activity = Clock::now();
@@ -171,6 +172,7 @@ struct Consumer::Impl {
   void maybe_commit(Clock::time_point now);
   void commit_async();
   void serve_commit_results(std::chrono::milliseconds wait);
+  bool before_commit();
   void release_handle(int destroy_flags);
   bool commit_sync(const std::vector<TopicPartition>* only, Clock::time_point deadline);
   void close(Clock::time_point deadline);
@@ -475,6 +477,29 @@ void Consumer::Impl::maybe_commit(Clock::time_point now) {
   commit_async();
 }
 
+bool Consumer::Impl::before_commit() {
+  if (commits_refused) {
+    return false;
+  }
+  if (!hooks.before_commit) {
+    return true;
+  }
+  try {
+    hooks.before_commit();
+    return true;
+  } catch (const std::exception& e) {
+    fatal_error = std::string("before_commit refused the commit: ") + e.what();
+  } catch (...) {
+    fatal_error = "before_commit refused the commit (non-standard exception)";
+  }
+  // What the hook guards (a sink, a producer) is not durable: commit nothing
+  // more in this run, and stop.
+  commits_refused = true;
+  spdlog::critical("kc: {}; stopping without committing", fatal_error);
+  stop_requested.store(1);
+  return false;
+}
+
 void Consumer::Impl::serve_commit_results(std::chrono::milliseconds wait) {
   while (commit_in_flight) {
     rd_kafka_event_t* ev = rd_kafka_queue_poll(commit_queue.get(), static_cast<int>(wait.count()));
@@ -494,8 +519,8 @@ void Consumer::Impl::commit_async() {
   if (list->cnt == 0) {
     return;
   }
-  if (hooks.before_commit) {
-    hooks.before_commit();
+  if (!before_commit()) {
+    return;
   }
   const auto err = rd_kafka_commit_queue(rk.get(), list.get(), commit_queue.get(), nullptr, nullptr);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -512,8 +537,8 @@ bool Consumer::Impl::commit_sync(const std::vector<TopicPartition>* only, Clock:
   if (list->cnt == 0) {
     return true;
   }
-  if (hooks.before_commit) {
-    hooks.before_commit();
+  if (!before_commit()) {
+    return false;
   }
   // A private queue instead of a blocking rd_kafka_commit: the wait is
   // bounded by `deadline`.

@@ -112,8 +112,11 @@ TEST_P(CommitFailures, LoseNothingAcrossARestart) {
       }
     }
   }
-  std::printf("MOCK commit failures (%s): handled=%zu missing=%d duplicates=%d\n", GetParam().c_str(),
-              seen.count.size(), missing, duplicates);
+  std::printf("MOCK commit failures (%s): handled=%zu missing=%d duplicates=%d; second member: consumed=%llu "
+              "commits_ok=%llu commits_failed=%llu\n",
+              GetParam().c_str(), seen.count.size(), missing, duplicates,
+              static_cast<unsigned long long>(r2.stats.consumed), static_cast<unsigned long long>(r2.stats.commits_ok),
+              static_cast<unsigned long long>(r2.stats.commits_failed));
   EXPECT_EQ(missing, 0);
   // Every partition ends fully committed, as the coordinator sees it.
   const auto committed = kc::test::committed_offsets(broker.bootstrap_servers(), group, "orders", kPartitions);

@@ -215,6 +215,26 @@ TEST_F(ConsumerOnMock, StopFromAnotherThreadEndsRunGracefully) {
   EXPECT_EQ(off[1], kPerPartition);
 }
 
+TEST_F(ConsumerOnMock, BeforeCommitThatThrowsRefusesTheCommitAndStops) {
+  auto cfg = config("refuse");
+  cfg.commit.every_messages = 100;
+  int calls = 0;
+  kc::ConsumerHooks hooks;
+  hooks.before_commit = [&] {
+    if (++calls >= 2) {
+      throw std::runtime_error("disk full");
+    }
+  };
+  kc::Consumer c(cfg, [](const kc::Message&) { return kc::Outcome::done; }, hooks);
+  const auto r = c.run();
+  EXPECT_EQ(r.reason, kc::StopReason::fatal);
+  EXPECT_NE(r.error.find("disk full"), std::string::npos) << r.error;
+  const auto off = committed("refuse");
+  // Only the first commit (before the hook failed) may have reached the broker.
+  EXPECT_LE(std::max<std::int64_t>(off[0], 0) + std::max<std::int64_t>(off[1], 0), static_cast<std::int64_t>(r.stats.done));
+  EXPECT_LT(std::max<std::int64_t>(off[0], 0) + std::max<std::int64_t>(off[1], 0), 2 * kPerPartition);
+}
+
 TEST_F(ConsumerOnMock, AutoCommitConfigIsRefusedAtConstruction) {
   auto cfg = config("auto");
   EXPECT_THROW(cfg.set("librdkafka.enable.auto.commit", "true"), kc::Error);

@@ -77,7 +77,7 @@ class DeadLetters : public ::testing::Test {
       // Every 10th record is poison; keys and values carry bytes that are not UTF-8.
       const std::string key = std::string("k\xff", 2) + std::to_string(i);
       const std::string value = std::string("\x00\x01v", 3) + std::to_string(i);
-      std::vector<std::pair<std::string, std::string>> headers = {{"trace", std::string("\x80\x81", 2)}};
+      std::vector<std::pair<std::string, std::optional<std::string>>> headers = {{"trace", std::string("\x80\x81", 2)}};
       if (i % 10 == 0) {
         headers.emplace_back("poison", "1");
       }

@@ -780,7 +780,6 @@ struct RedriveCounts {
   std::uint64_t skipped = 0;       // did not match --error-type (done, not republished)
   std::uint64_t republished = 0;   // handed to the producer
   std::uint64_t unroutable = 0;    // could not be republished: their partition stopped there
-  std::uint64_t null_headers = 0;  // header values that were null, written as empty
 };
 
 }  // namespace
@@ -838,7 +837,7 @@ int run_dlq_redrive(const DlqRedriveOptions& o) {
   RedriveCounts counts;
   Consumer* consumer_ptr = nullptr;  // set below; the handler calls only stop()
   Progress progress(isatty(STDERR_FILENO) != 0);
-  std::vector<std::pair<std::string, std::string>> headers;
+  std::vector<std::pair<std::string, std::optional<std::string>>> headers;
   std::optional<std::chrono::steady_clock::time_point> first_record;  // --rate counts from here
   bool stopping = false;
 
@@ -877,10 +876,8 @@ int run_dlq_redrive(const DlqRedriveOptions& o) {
       if (is_metadata_header(h.name) || h.name == kHeaderRedriveCount) {
         continue;
       }
-      if (!h.value) {
-        ++counts.null_headers;  // kc::Producer takes no null header value
-      }
-      headers.emplace_back(std::string(h.name), h.value ? std::string(as_text(*h.value)) : std::string());
+      headers.emplace_back(std::string(h.name), h.value ? std::optional<std::string>(std::string(as_text(*h.value)))
+                                                       : std::nullopt);
     }
     headers.emplace_back(std::string(kHeaderRedriveCount), std::to_string(dl.redrive_count.value_or(0) + 1));
     try {
@@ -961,10 +958,6 @@ int run_dlq_redrive(const DlqRedriveOptions& o) {
       stderr, "  group %s: read %llu, skipped %llu (other error types), not redriven %llu; committed in this run:%s\n",
       group.c_str(), static_cast<unsigned long long>(counts.read), static_cast<unsigned long long>(counts.skipped),
       static_cast<unsigned long long>(counts.unroutable), committed.empty() ? " (none)" : committed.c_str());
-  if (counts.null_headers > 0) {
-    std::fprintf(stderr, "  warning: %llu header values were null and were republished as empty values\n",
-                 static_cast<unsigned long long>(counts.null_headers));
-  }
   if (!ds.last_error.empty()) {
     std::fprintf(stderr, "  last delivery error: %s\n", ds.last_error.c_str());
   }

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "dlq.hpp"
 #include "kc/error.hpp"
 
 int main(int argc, char** argv) {
@@ -27,6 +28,8 @@ int main(int argc, char** argv) {
   kc::tool::add_produce_command(app, produce);
   kc::tool::BrokerOptions broker;
   kc::tool::add_broker_command(app, broker);
+  kc::tool::DlqOptions dlq;
+  kc::tool::add_dlq_command(app, dlq);
 
   try {
     app.parse(argc, argv);
@@ -44,6 +47,9 @@ int main(int argc, char** argv) {
     }
     if (app.got_subcommand("broker")) {
       return kc::tool::run_broker(broker);
+    }
+    if (app.got_subcommand("dlq")) {
+      return kc::tool::run_dlq(dlq);
     }
   } catch (const kc::Error& e) {
     const bool config = e.code().value() <= static_cast<int>(kc::errc::config_forbidden);
