@@ -37,8 +37,9 @@ struct CommitPolicy {
 /// | commit.interval_ms    | KC_COMMIT_INTERVAL_MS    | commit policy by time (5000)              |
 /// | shutdown.timeout_ms   | KC_SHUTDOWN_TIMEOUT_MS   | bound on graceful shutdown (10000)        |
 /// | max_messages          | KC_MAX_MESSAGES          | stop cleanly after N messages (0: never)  |
-/// | idle_exit_ms          | KC_IDLE_EXIT_MS          | stop after N ms without a message, counted|
-/// |                       |                          | from the first assignment (0: never)      |
+/// | idle_exit_ms          | KC_IDLE_EXIT_MS          | stop after N ms without a message while   |
+/// |                       |                          | partitions are held, nothing pending (0:  |
+/// |                       |                          | never)                                    |
 /// | retry.max_attempts    | KC_RETRY_MAX_ATTEMPTS    | handler calls in all (3)                  |
 /// | retry.backoff_ms      | KC_RETRY_BACKOFF_MS      | first retry delay (1000), doubling        |
 /// | retry.backoff_max_ms  | KC_RETRY_BACKOFF_MAX_MS  | cap on the retry delay (30000)            |

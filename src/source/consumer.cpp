@@ -314,11 +314,14 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
     } else if (const auto e = rd_kafka_assign(rk.get(), list); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
       throw Error(errc::kafka, std::string("assign failed: ") + rd_kafka_err2str(e));
     }
-    if (!first_assigned && !tps.empty()) {
-      // An empty assignment (cooperative rounds, a stale member still in the
-      // group) does not start the idle clock.
-      first_assigned = Clock::now();
-      last_activity = *first_assigned;
+    if (!tps.empty()) {
+      // The idle clock runs while partitions are held: it starts (again) at a
+      // non-empty assignment, not at an empty one (cooperative rounds, a
+      // stale member still in the group) and not while rejoining after a loss.
+      last_activity = Clock::now();
+      if (!first_assigned) {
+        first_assigned = last_activity;
+      }
     }
     if (!tps.empty()) {
       spdlog::info("kc: assigned {} ({})", describe(tps), coop ? "cooperative" : "eager");
@@ -932,9 +935,9 @@ RunResult Consumer::run() {
       result.reason = StopReason::max_messages;
       break;
     }
-    // Idle means nothing left to do: no record arrived for idle_exit and no
-    // retry or dead letter is still pending.
-    const bool pending = s.waiting_partitions > 0 || (s.dlq && s.dlq->in_flight() > 0);
+    // Idle means nothing left to do: partitions are held, no record arrived
+    // for idle_exit, and no retry or dead letter is still pending.
+    const bool pending = s.parts.empty() || s.waiting_partitions > 0 || (s.dlq && s.dlq->in_flight() > 0);
     if (s.config.idle_exit.count() > 0 && s.first_assigned && !pending && now - s.last_activity >= s.config.idle_exit) {
       result.reason = StopReason::idle;
       break;
