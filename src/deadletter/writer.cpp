@@ -22,6 +22,7 @@ struct DeadLetterWriter::Entry {
   std::int32_t partition = RD_KAFKA_PARTITION_UA;
   bool in_producer = false;  // handed to librdkafka, report pending
   bool retry = false;        // to a retry topic (not a dead letter)
+  bool waiting_for_topic = false;  // the target topic is missing: not handed to librdkafka yet
   int failures = 0;
   std::chrono::steady_clock::time_point retry_at;
 };
@@ -109,11 +110,11 @@ std::size_t DeadLetterWriter::in_flight(const TopicPartition& tp) const noexcept
   return it == per_partition_.end() ? 0 : it->second;
 }
 
-std::int32_t DeadLetterWriter::partition_for(const std::string& topic, std::int32_t source_partition) {
+std::optional<std::int32_t> DeadLetterWriter::partition_for(const std::string& topic, std::int32_t source_partition) {
   auto& info = topics_[topic];
   const auto now = std::chrono::steady_clock::now();
   if (info.partitions < 0 && (info.checked == std::chrono::steady_clock::time_point{} ||
-                              now - info.checked > std::chrono::seconds(30))) {
+                              now - info.checked >= kTopicRecheck)) {
     info.checked = now;
     rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk_.get(), topic.c_str(), nullptr);
     const rd_kafka_metadata_t* md = nullptr;
@@ -127,9 +128,36 @@ std::int32_t DeadLetterWriter::partition_for(const std::string& topic, std::int3
       rd_kafka_topic_destroy(rkt);
     }
   }
+  if (info.partitions < 0) {
+    return std::nullopt;  // missing (or the cluster cannot say): hold the write
+  }
   // The source partition keeps a partition's dead letters together and in
   // order; with fewer partitions the key decides (librdkafka's partitioner).
   return info.partitions > source_partition ? source_partition : RD_KAFKA_PARTITION_UA;
+}
+
+bool DeadLetterWriter::route(Entry& e, std::chrono::steady_clock::time_point now) {
+  const auto partition = partition_for(e.topic, to_int(e.source.partition));
+  if (!partition) {
+    // Handing it to librdkafka now would let its partitioner choose before the
+    // topic exists; kc holds it and checks again, so it keeps its partition.
+    e.retry_at = now + kTopicRecheck;
+    e.waiting_for_topic = true;
+    if (missing_reported_.insert(e.topic).second) {
+      spdlog::error("kc: dead-letter topic {} does not exist (or is not visible): dead letters wait for it, and "
+                    "the commit point of their partitions stays before them",
+                    e.topic);
+    }
+    return false;
+  }
+  if (e.waiting_for_topic) {
+    e.waiting_for_topic = false;
+    if (missing_reported_.erase(e.topic) > 0) {
+      spdlog::info("kc: dead-letter topic {} is there now", e.topic);
+    }
+  }
+  e.partition = *partition;
+  return true;
 }
 
 std::unique_ptr<DeadLetterWriter::Entry> DeadLetterWriter::copy_record(const rd_kafka_message_t* m,
@@ -165,11 +193,12 @@ std::unique_ptr<DeadLetterWriter::Entry> DeadLetterWriter::copy_record(const rd_
 
 void DeadLetterWriter::enqueue(std::unique_ptr<Entry> e, std::string topic) {
   e->topic = std::move(topic);
-  e->partition = partition_for(e->topic, to_int(e->source.partition));
   ++per_partition_[e->source];
   auto& ref = *e;
   entries_.emplace(e->id, std::move(e));
-  produce(ref);
+  if (route(ref, std::chrono::steady_clock::now())) {
+    produce(ref);
+  }
 }
 
 void DeadLetterWriter::write(const rd_kafka_message_t* m, const DeadLetterCause& cause) {
@@ -278,12 +307,10 @@ void DeadLetterWriter::poll(std::vector<DeadLetterAck>& acked, std::chrono::mill
   }
   reports_.clear();
   for (auto& [id, e] : entries_) {
-    if (!e->in_producer && e->failures > 0 && e->retry_at <= now) {
-      if (e->partition != RD_KAFKA_PARTITION_UA) {
-        // The topic may have been recreated with fewer partitions.
-        e->partition = partition_for(e->topic, to_int(e->source.partition));
+    if (!e->in_producer && (e->failures > 0 || e->waiting_for_topic) && e->retry_at <= now) {
+      if (route(*e, now)) {
+        produce(*e);
       }
-      produce(*e);
     }
   }
 }

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <set>
 #include <unordered_map>
 #include <vector>
 
@@ -85,7 +86,10 @@ class DeadLetterWriter {
   std::unique_ptr<Entry> copy_record(const rd_kafka_message_t* m, bool drop_retry_headers);
   void enqueue(std::unique_ptr<Entry> e, std::string topic);
   void produce(Entry& e);
-  std::int32_t partition_for(const std::string& topic, std::int32_t source_partition);
+  std::optional<std::int32_t> partition_for(const std::string& topic, std::int32_t source_partition);
+  bool route(Entry& e, std::chrono::steady_clock::time_point now);
+
+  static constexpr std::chrono::seconds kTopicRecheck{1};
 
   DeadLetterPolicy policy_;
   std::string group_;
@@ -99,6 +103,7 @@ class DeadLetterWriter {
     std::chrono::steady_clock::time_point checked;
   };
   std::map<std::string, TopicInfo> topics_;
+  std::set<std::string> missing_reported_;
   std::vector<std::pair<std::uint64_t, std::string>> reports_;  // id, error ("" = ok): filled by the callback
 
   friend void dead_letter_report(rd_kafka_t*, const rd_kafka_message_t*, void*) noexcept;
