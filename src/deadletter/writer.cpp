@@ -1,5 +1,7 @@
 #include "deadletter/writer.hpp"
 
+#include "sink/text.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -28,17 +30,6 @@ struct DeadLetterWriter::Entry {
 };
 
 namespace {
-
-std::string iso8601_now() {
-  const auto now = std::chrono::system_clock::now();
-  const auto secs = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  return fmt::format("{}.{:03d}Z", buf, ms);
-}
 
 template <typename T>
 std::string big_endian(T v) {
@@ -218,7 +209,7 @@ void DeadLetterWriter::write(const rd_kafka_message_t* m, const DeadLetterCause&
     add(kHeaderErrorType, cause.type);
     add(kHeaderErrorMessage, message);
     add(kHeaderAttempts, std::to_string(cause.attempts));
-    add(kHeaderFailedAt, iso8601_now());
+    add(kHeaderFailedAt, iso8601_utc(epoch_ms_now()));
   }
   if (policy_.headers != DeadLetterHeaders::kc) {
     add(kSpringOriginalTopic, e->source.topic);

@@ -32,6 +32,12 @@ struct MessageDeleter {
 struct ErrorDeleter {
   void operator()(rd_kafka_error_t* e) const noexcept { rd_kafka_error_destroy(e); }
 };
+struct MetadataDeleter {
+  void operator()(const rd_kafka_metadata_t* md) const noexcept { rd_kafka_metadata_destroy(md); }
+};
+struct TopicDeleter {
+  void operator()(rd_kafka_topic_t* t) const noexcept { rd_kafka_topic_destroy(t); }
+};
 struct HeadersDeleter {
   void operator()(rd_kafka_headers_t* h) const noexcept { rd_kafka_headers_destroy(h); }
 };
@@ -43,6 +49,8 @@ using QueuePtr = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
 using MessagePtr = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
 using ErrorPtr = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
 using HeadersPtr = std::unique_ptr<rd_kafka_headers_t, HeadersDeleter>;
+using MetadataPtr = std::unique_ptr<const rd_kafka_metadata_t, MetadataDeleter>;
+using TopicPtr = std::unique_ptr<rd_kafka_topic_t, TopicDeleter>;
 
 /// Sets one property; throws kc::Error naming the key on failure.
 inline void conf_set(rd_kafka_conf_t* conf, const std::string& key, const std::string& value) {

@@ -12,6 +12,7 @@
 #include "kc/decode.hpp"
 #include "kc/error.hpp"
 #include "kc/sink.hpp"
+#include "sink/text.hpp"
 
 namespace kc {
 namespace {
@@ -24,36 +25,9 @@ void append_base64(std::string& out, Bytes b) {
   out.resize(at + static_cast<std::size_t>(n));
 }
 
-// JSON string body for valid UTF-8 input: escapes quotes, backslashes and
-// control characters; everything else passes through.
-void append_escaped(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::size_t run = 0;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') {
-      continue;
-    }
-    out.append(s.data() + run, i - run);
-    run = i + 1;
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        out += "\\u00";
-        out += kHex[c >> 4];
-        out += kHex[c & 0xf];
-    }
-  }
-  out.append(s.data() + run, s.size() - run);
-}
-
 void append_string(std::string& out, std::string_view s) {
   out += '"';
-  append_escaped(out, s);
+  detail::append_json_escaped(out, s);
   out += '"';
 }
 

@@ -21,6 +21,7 @@
 #include "deadletter/writer.hpp"
 #include "offsets/tracker.hpp"
 #include "retry/backoff.hpp"
+#include "sink/text.hpp"
 #include "rdkafka/handles.hpp"
 
 namespace kc {
@@ -326,8 +327,6 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
       if (!first_assigned) {
         first_assigned = last_activity;
       }
-    }
-    if (!tps.empty()) {
       spdlog::info("kc: assigned {} ({})", describe(tps), coop ? "cooperative" : "eager");
     }
     if (hooks.on_assign) {
@@ -637,8 +636,7 @@ void Consumer::Impl::on_message(rd_kafka_message_t* m) {
     // then its partition waits (the topic is in due order per level).
     const auto due_ms = header_int(m, kHeaderRetryDue);
     attempt = static_cast<int>(std::max<std::int64_t>(header_int(m, kHeaderRetryAttempt), 2));
-    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch()).count();
+    const auto now_ms = detail::epoch_ms_now();
     if (due_ms > now_ms) {
       wait_for(*st, m->offset, attempt, Clock::now() + std::chrono::milliseconds(due_ms - now_ms));
       return;
@@ -709,8 +707,7 @@ void Consumer::Impl::fail(PartitionState& st, const rd_kafka_message_t* m, int a
       origin = st.tp.topic;
     }
     const auto topic = config.retry.retry_topic_for(origin, attempt);
-    const auto due = std::chrono::duration_cast<std::chrono::milliseconds>(
-                         (std::chrono::system_clock::now() + delay).time_since_epoch()).count();
+    const auto due = detail::epoch_ms_now() + delay.count();
     dlq->write_retry(m, topic, attempt + 1, due, origin);
     ++stats.retried;
     spdlog::info("kc: {}[{}] offset {}: {}: {}; to {} for attempt {} of {} in {} ms", st.tp.topic,

@@ -38,6 +38,8 @@
 #include <utility>
 
 #include "commands.hpp"
+#include "rdkafka/handles.hpp"
+#include "sink/text.hpp"
 #include "kc/config.hpp"
 #include "kc/consumer.hpp"
 #include "kc/deadletter.hpp"
@@ -66,37 +68,13 @@ constexpr const char* kRedriveFooter =
 
 // ---------------------------------------------------------------- librdkafka handles
 
-struct HandleDeleter {
-  void operator()(rd_kafka_t* rk) const noexcept { rd_kafka_destroy(rk); }
-};
-struct ConfDeleter {
-  void operator()(rd_kafka_conf_t* c) const noexcept { rd_kafka_conf_destroy(c); }
-};
-struct PartitionListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const noexcept { rd_kafka_topic_partition_list_destroy(l); }
-};
-struct MetadataDeleter {
-  void operator()(const rd_kafka_metadata_t* md) const noexcept { rd_kafka_metadata_destroy(md); }
-};
-struct TopicDeleter {
-  void operator()(rd_kafka_topic_t* t) const noexcept { rd_kafka_topic_destroy(t); }
-};
-struct MessageDeleter {
-  void operator()(rd_kafka_message_t* m) const noexcept { rd_kafka_message_destroy(m); }
-};
-using HandlePtr = std::unique_ptr<rd_kafka_t, HandleDeleter>;
-using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
-using PartitionListPtr = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
-using MetadataPtr = std::unique_ptr<const rd_kafka_metadata_t, MetadataDeleter>;
-using TopicPtr = std::unique_ptr<rd_kafka_topic_t, TopicDeleter>;
-using MessagePtr = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
-
-void conf_set(rd_kafka_conf_t* conf, const std::string& key, const std::string& value) {
-  char err[512];
-  if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-    throw Error(errc::config_invalid_value, "librdkafka." + key + ": " + err);
-  }
-}
+using detail::conf_set;
+using detail::ConfPtr;
+using detail::HandlePtr;
+using detail::MessagePtr;
+using detail::MetadataPtr;
+using detail::PartitionListPtr;
+using detail::TopicPtr;
 
 void log_trampoline(const rd_kafka_t*, int level, const char* fac, const char* buf) noexcept {
   try {
@@ -108,16 +86,9 @@ void log_trampoline(const rd_kafka_t*, int level, const char* fac, const char* b
   }
 }
 
-// rd_kafka_new frees the conf only on success: release it only then.
-HandlePtr make_handle(rd_kafka_type_t type, ConfPtr conf) {
+HandlePtr make_logged_handle(rd_kafka_type_t type, ConfPtr conf) {
   rd_kafka_conf_set_log_cb(conf.get(), log_trampoline);
-  char err[512];
-  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err, sizeof err);
-  if (rk == nullptr) {
-    throw Error(errc::kafka, std::string("cannot create librdkafka client: ") + err, true);
-  }
-  (void)conf.release();
-  return HandlePtr(rk);
+  return detail::make_handle(type, std::move(conf));
 }
 
 // Brokers and librdkafka properties: file < env < flags, each through
@@ -355,45 +326,11 @@ bool error_type_matches(const DeadLetterInfo& dl, const std::optional<std::strin
 
 // ---------------------------------------------------------------- output
 
-// JSON string body for valid UTF-8 input.
-void append_json_escaped(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 0xf];
-        } else {
-          out += ch;
-        }
-    }
-  }
-}
-
 std::string json_quoted(std::string_view s) {
   std::string out = "\"";
-  append_json_escaped(out, s);
+  detail::append_json_escaped(out, s);
   out += '"';
   return out;
-}
-
-std::string iso8601(std::int64_t ms) {
-  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  if (ms < 0 || gmtime_r(&secs, &tm) == nullptr) {
-    return "?";
-  }
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  return fmt::format("{}.{:03d}Z", buf, ms % 1000);
 }
 
 class JsonObject {
@@ -516,7 +453,7 @@ std::string to_human(const Message& m, const DeadLetterInfo& dl) {
     out += fmt::format("  via retry topics, first from: {}\n", *dl.retry_origin);
   }
   out += fmt::format("  source timestamp: {}   group: {}   attempts: {}   failed at: {}\n",
-                     dl.source_timestamp ? iso8601(*dl.source_timestamp) : "?", or_unknown(dl.group),
+                     dl.source_timestamp ? detail::iso8601_utc(*dl.source_timestamp) : "?", or_unknown(dl.group),
                      or_unknown(dl.attempts), or_unknown(dl.failed_at));
   out += fmt::format("  error: {}: {}\n", or_unknown(dl.error_type), or_unknown(dl.error_message));
   out += fmt::format("  key: {}\n", human_bytes(m.key()));
@@ -638,7 +575,7 @@ int run_dlq_inspect(const DlqInspectOptions& o) {
   conf_set(conf.get(), "enable.auto.commit", "false");
   conf_set(conf.get(), "enable.auto.offset.store", "false");
   conf_set(conf.get(), "enable.partition.eof", "true");
-  auto rk = make_handle(RD_KAFKA_CONSUMER, std::move(conf));
+  auto rk = make_logged_handle(RD_KAFKA_CONSUMER, std::move(conf));
   rd_kafka_poll_set_consumer(rk.get());
 
   const auto parts = partition_count(rk.get(), o.topic, timeout);
@@ -757,7 +694,7 @@ class Targets {
       conf_set(conf.get(), k, v);
     }
     conf_set(conf.get(), "allow.auto.create.topics", "false");
-    rk_ = make_handle(RD_KAFKA_PRODUCER, std::move(conf));
+    rk_ = make_logged_handle(RD_KAFKA_PRODUCER, std::move(conf));
   }
 
   /// Partition count, nullopt when the topic does not exist. Cached.
