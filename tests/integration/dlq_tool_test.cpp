@@ -6,7 +6,6 @@
 // own dead-letter writer. Topics are written and read back with librdkafka
 // directly, never through kc.
 #include <gtest/gtest.h>
-#include <librdkafka/rdkafka.h>
 #include <simdjson.h>
 
 #include <algorithm>
@@ -27,247 +26,13 @@
 #include "support/common.hpp"
 #include "support/kafka.hpp"
 #include "support/kc_tool.hpp"
+#include "support/records.hpp"
 #include "support/subprocess.hpp"
 
 namespace kc::test {
 namespace {
 
 using namespace std::chrono_literals;
-using Header = std::pair<std::string, std::optional<std::string>>;
-
-// One record as written or read back; null key, value or header value is nullopt.
-struct Record {
-  std::optional<std::string> key;
-  std::optional<std::string> value;
-  std::vector<Header> headers;
-  std::int32_t partition = 0;
-  std::int64_t offset = -1;  // when read back
-
-  std::optional<std::string> header(const std::string& name) const {
-    for (const auto& [n, v] : headers) {
-      if (n == name) {
-        return v;
-      }
-    }
-    return std::nullopt;
-  }
-};
-
-// ---------------------------------------------------------------- librdkafka
-
-struct RkDeleter {
-  void operator()(rd_kafka_t* rk) const noexcept { rd_kafka_destroy(rk); }
-};
-struct ListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const noexcept { rd_kafka_topic_partition_list_destroy(l); }
-};
-struct MessageDeleter {
-  void operator()(rd_kafka_message_t* m) const noexcept { rd_kafka_message_destroy(m); }
-};
-struct QueueDeleter {
-  void operator()(rd_kafka_queue_t* q) const noexcept { rd_kafka_queue_destroy(q); }
-};
-struct EventDeleter {
-  void operator()(rd_kafka_event_t* e) const noexcept { rd_kafka_event_destroy(e); }
-};
-using RkPtr = std::unique_ptr<rd_kafka_t, RkDeleter>;
-using ListPtr = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
-using MessagePtr = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
-using QueuePtr = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
-using EventPtr = std::unique_ptr<rd_kafka_event_t, EventDeleter>;
-
-struct Deliveries {
-  std::uint64_t ok = 0;
-  std::uint64_t failed = 0;
-  std::string first_error;
-};
-
-void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
-  auto* d = static_cast<Deliveries*>(opaque);
-  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    ++d->ok;
-  } else if (d->failed++ == 0) {
-    d->first_error = rd_kafka_message_errstr(m);
-  }
-}
-
-RkPtr make_client(rd_kafka_type_t type, const std::string& bootstrap, const std::map<std::string, std::string>& props,
-                  void* opaque = nullptr) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  char err[512];
-  std::map<std::string, std::string> all = {{"bootstrap.servers", bootstrap}, {"client.id", "kc-dlq-tool-test"}};
-  for (const auto& [k, v] : props) {
-    all[k] = v;
-  }
-  for (const auto& [k, v] : all) {
-    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      throw Failure("test client config " + k + ": " + err);
-    }
-  }
-  if (type == RD_KAFKA_PRODUCER) {
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-  }
-  rd_kafka_conf_set_opaque(conf, opaque);
-  rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof err);
-  if (rk == nullptr) {
-    rd_kafka_conf_destroy(conf);  // freed by rd_kafka_new only on success
-    throw Failure(std::string("cannot create a test client: ") + err);
-  }
-  return RkPtr(rk);
-}
-
-// Writes `records` to their partitions with an idempotent producer and
-// checks that the broker acknowledged every one.
-void produce_records(const std::string& bootstrap, const std::string& topic, const std::vector<Record>& records) {
-  Deliveries d;
-  auto rk = make_client(RD_KAFKA_PRODUCER, bootstrap,
-                        {{"enable.idempotence", "true"}, {"acks", "all"}, {"linger.ms", "20"}}, &d);
-  for (const auto& r : records) {
-    for (;;) {
-      rd_kafka_headers_t* hdrs = rd_kafka_headers_new(r.headers.size());
-      for (const auto& [n, v] : r.headers) {
-        rd_kafka_header_add(hdrs, n.data(), static_cast<ssize_t>(n.size()), v ? v->data() : nullptr,
-                            v ? static_cast<ssize_t>(v->size()) : 0);
-      }
-      void* key = r.key ? const_cast<char*>(r.key->data()) : nullptr;
-      const std::size_t key_len = r.key ? r.key->size() : 0;
-      void* value = r.value ? const_cast<char*>(r.value->data()) : nullptr;
-      const std::size_t value_len = r.value ? r.value->size() : 0;
-      const auto err = rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(r.partition),
-                                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
-                                         RD_KAFKA_V_VALUE(value, value_len), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        break;
-      }
-      rd_kafka_headers_destroy(hdrs);
-      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        throw Failure("produce to " + topic + ": " + rd_kafka_err2str(err));
-      }
-      rd_kafka_poll(rk.get(), 100);
-    }
-    rd_kafka_poll(rk.get(), 0);
-  }
-  rd_kafka_flush(rk.get(), 60000);
-  if (d.ok != records.size()) {
-    throw Failure("produce to " + topic + ": " + std::to_string(d.ok) + " of " + std::to_string(records.size()) +
-                  " acknowledged, " + std::to_string(d.failed) + " failed: " + d.first_error);
-  }
-}
-
-int partition_count(rd_kafka_t* rk, const std::string& topic) {
-  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
-  const rd_kafka_metadata_t* md = nullptr;
-  const auto err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
-  rd_kafka_topic_destroy(rkt);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    throw Failure("metadata of " + topic + ": " + rd_kafka_err2str(err));
-  }
-  const int n =
-      md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR ? md->topics[0].partition_cnt : -1;
-  rd_kafka_metadata_destroy(md);
-  if (n <= 0) {
-    throw Failure("metadata of " + topic + ": no such topic");
-  }
-  return n;
-}
-
-// Every record of `topic` up to its current end (assigned, no group joined).
-std::vector<Record> read_topic(const std::string& bootstrap, const std::string& topic) {
-  auto rk = make_client(RD_KAFKA_CONSUMER, bootstrap,
-                        {{"group.id", unique_name("kc-dlq-test-reader")},
-                         {"enable.auto.commit", "false"},
-                         {"auto.offset.reset", "earliest"}});
-  rd_kafka_poll_set_consumer(rk.get());
-  const int parts = partition_count(rk.get(), topic);
-  std::map<std::int32_t, std::int64_t> end;
-  ListPtr list(rd_kafka_topic_partition_list_new(parts));
-  for (std::int32_t p = 0; p < parts; ++p) {
-    std::int64_t lo = 0;
-    std::int64_t hi = 0;
-    if (const auto err = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &lo, &hi, 10000); err) {
-      throw Failure("watermarks of " + topic + ": " + rd_kafka_err2str(err));
-    }
-    if (hi > lo) {
-      end[p] = hi;
-      rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    }
-  }
-  rd_kafka_assign(rk.get(), list.get());
-  std::vector<Record> out;
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (!end.empty()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      throw Failure("read_topic " + topic + ": not read to the end within 60 s");
-    }
-    MessagePtr m(rd_kafka_consumer_poll(rk.get(), 200));
-    if (!m || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      continue;
-    }
-    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      throw Failure("read_topic " + topic + ": " + rd_kafka_message_errstr(m.get()));
-    }
-    const auto it = end.find(m->partition);
-    if (it == end.end() || m->offset >= it->second) {
-      continue;
-    }
-    if (m->offset + 1 >= it->second) {
-      end.erase(it);
-    }
-    Record r;
-    r.partition = m->partition;
-    r.offset = m->offset;
-    if (m->key != nullptr) {
-      r.key.emplace(static_cast<const char*>(m->key), m->key_len);
-    }
-    if (m->payload != nullptr) {
-      r.value.emplace(static_cast<const char*>(m->payload), m->len);
-    }
-    rd_kafka_headers_t* hdrs = nullptr;
-    if (rd_kafka_message_headers(m.get(), &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const char* name = nullptr;
-      const void* val = nullptr;
-      std::size_t size = 0;
-      for (std::size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
-        r.headers.emplace_back(
-            name, val == nullptr ? std::nullopt
-                                 : std::optional<std::string>(std::string(static_cast<const char*>(val), size)));
-      }
-    }
-    out.push_back(std::move(r));
-  }
-  rd_kafka_consumer_close(rk.get());
-  return out;
-}
-
-// Sets a topic config (max.message.bytes, ...) with IncrementalAlterConfigs.
-void set_topic_config(const std::string& bootstrap, const std::string& topic, const std::string& key,
-                      const std::string& value) {
-  auto rk = make_client(RD_KAFKA_PRODUCER, bootstrap, {});
-  rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
-  if (rd_kafka_error_t* e = rd_kafka_ConfigResource_add_incremental_config(
-          res, key.c_str(), RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET, value.c_str())) {
-    const std::string why = rd_kafka_error_string(e);
-    rd_kafka_error_destroy(e);
-    rd_kafka_ConfigResource_destroy(res);
-    throw Failure("set_topic_config " + key + ": " + why);
-  }
-  QueuePtr q(rd_kafka_queue_new(rk.get()));
-  rd_kafka_IncrementalAlterConfigs(rk.get(), &res, 1, nullptr, q.get());
-  rd_kafka_ConfigResource_destroy(res);
-  EventPtr ev(rd_kafka_queue_poll(q.get(), 30000));
-  if (!ev || rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    throw Failure("set_topic_config " + topic + ": " + (ev ? rd_kafka_event_error_string(ev.get()) : "no answer"));
-  }
-  std::size_t cnt = 0;
-  const auto** rs =
-      rd_kafka_IncrementalAlterConfigs_result_resources(rd_kafka_event_IncrementalAlterConfigs_result(ev.get()), &cnt);
-  for (std::size_t i = 0; i < cnt; ++i) {
-    if (rd_kafka_ConfigResource_error(rs[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      throw Failure("set_topic_config " + topic + ": " + rd_kafka_ConfigResource_error_string(rs[i]));
-    }
-  }
-}
 
 // ---------------------------------------------------------------- dead letters
 
@@ -804,7 +569,7 @@ TEST(DlqRedrive, AFailedDeliveryIsNeverCommitted) {
   const auto target = unique_name("kc-it-dlq-small");
   create_topic(bs, dlq, 1);
   create_topic(bs, target, 1);
-  set_topic_config(bs, target, "max.message.bytes", "1024");
+  set_topic_config(bs, target, {{"max.message.bytes", "1024"}});
   produce_records(bs, dlq,
                   {dead_letter({"k", "small-0", {{"id", "0"}}}, kc_headers({"orders", 0, 1}), 0),
                    dead_letter({"k", std::string(8000, 'x'), {{"id", "1"}}}, kc_headers({"orders", 0, 2}), 0),

@@ -9,7 +9,6 @@
 // Topics are written and read back with librdkafka directly (not through
 // kc), so the checks do not share kc's bugs.
 #include <gtest/gtest.h>
-#include <librdkafka/rdkafka.h>
 
 #include <algorithm>
 #include <atomic>
@@ -41,6 +40,7 @@
 #include "support/jsonl.hpp"
 #include "support/kafka.hpp"
 #include "support/kc_tool.hpp"
+#include "support/records.hpp"
 #include "support/subprocess.hpp"
 
 namespace kc::test {
@@ -48,26 +48,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-using HeaderList = std::vector<std::pair<std::string, std::optional<std::string>>>;
-
-// One record as produced or read back; a null key, value or header value is nullopt.
-struct Record {
-  std::optional<std::string> key;
-  std::optional<std::string> value;
-  HeaderList headers;
-  std::int32_t partition = 0;
-  std::int64_t offset = -1;     // when read back
-  std::int64_t timestamp = -1;  // when read back
-
-  std::optional<std::string> header(std::string_view name) const {
-    for (const auto& [n, v] : headers) {
-      if (n == name) {
-        return v;
-      }
-    }
-    return std::nullopt;
-  }
-};
 
 std::string printable(const std::optional<std::string>& s, std::size_t max = 60) {
   if (!s) {
@@ -106,116 +86,6 @@ long long ms_since(Clock::time_point t) {
   return static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());
 }
 
-// ---------------------------------------------------------------- librdkafka
-
-struct RkDeleter {
-  void operator()(rd_kafka_t* rk) const noexcept { rd_kafka_destroy(rk); }
-};
-struct ListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const noexcept { rd_kafka_topic_partition_list_destroy(l); }
-};
-struct MessageDeleter {
-  void operator()(rd_kafka_message_t* m) const noexcept { rd_kafka_message_destroy(m); }
-};
-using RkPtr = std::unique_ptr<rd_kafka_t, RkDeleter>;
-using ListPtr = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
-using MessagePtr = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
-
-struct Deliveries {
-  std::atomic<std::uint64_t> ok{0};
-  std::atomic<std::uint64_t> failed{0};
-  std::mutex mu;
-  std::string first_error;
-};
-
-void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
-  auto* d = static_cast<Deliveries*>(opaque);
-  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    ++d->ok;
-  } else if (d->failed++ == 0) {
-    std::lock_guard lock(d->mu);
-    d->first_error = rd_kafka_message_errstr(m);
-  }
-}
-
-RkPtr make_client(rd_kafka_type_t type, const std::string& bootstrap, const std::map<std::string, std::string>& props,
-                  void* opaque = nullptr) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  char err[512];
-  std::map<std::string, std::string> all = {{"bootstrap.servers", bootstrap},
-                                            {"client.id", "kc-failure-handling-test"}};
-  for (const auto& [k, v] : props) {
-    all[k] = v;
-  }
-  for (const auto& [k, v] : all) {
-    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      throw Failure("test client config " + k + ": " + err);
-    }
-  }
-  if (type == RD_KAFKA_PRODUCER) {
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-  }
-  rd_kafka_conf_set_opaque(conf, opaque);
-  rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof err);
-  if (rk == nullptr) {
-    rd_kafka_conf_destroy(conf);  // freed by rd_kafka_new only on success
-    throw Failure(std::string("cannot create a test client: ") + err);
-  }
-  return RkPtr(rk);
-}
-
-RkPtr make_producer(const std::string& bootstrap, Deliveries& d) {
-  return make_client(RD_KAFKA_PRODUCER, bootstrap,
-                     {{"enable.idempotence", "true"}, {"acks", "all"}, {"linger.ms", "10"}}, &d);
-}
-
-// Enqueues one record for its partition, waiting while the local queue is full.
-void enqueue(rd_kafka_t* rk, const std::string& topic, const Record& r) {
-  for (;;) {
-    rd_kafka_headers_t* hdrs = rd_kafka_headers_new(r.headers.size());
-    for (const auto& [n, v] : r.headers) {
-      rd_kafka_header_add(hdrs, n.data(), static_cast<ssize_t>(n.size()), v ? v->data() : nullptr,
-                          v ? static_cast<ssize_t>(v->size()) : 0);
-    }
-    void* key = r.key ? const_cast<char*>(r.key->data()) : nullptr;
-    const std::size_t key_len = r.key ? r.key->size() : 0;
-    void* value = r.value ? const_cast<char*>(r.value->data()) : nullptr;
-    const std::size_t value_len = r.value ? r.value->size() : 0;
-    const auto err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(r.partition),
-                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
-                                       RD_KAFKA_V_VALUE(value, value_len), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      rd_kafka_poll(rk, 0);
-      return;
-    }
-    rd_kafka_headers_destroy(hdrs);  // not taken over on failure
-    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-      throw Failure("produce to " + topic + ": " + rd_kafka_err2str(err));
-    }
-    rd_kafka_poll(rk, 50);
-  }
-}
-
-void check_flushed(rd_kafka_t* rk, const std::string& topic, Deliveries& d, std::uint64_t expected) {
-  rd_kafka_flush(rk, 60000);
-  if (d.ok != expected) {
-    std::lock_guard lock(d.mu);
-    throw Failure("produce to " + topic + ": " + std::to_string(d.ok.load()) + " of " + std::to_string(expected) +
-                  " acknowledged, " + std::to_string(d.failed.load()) + " failed: " + d.first_error);
-  }
-}
-
-// Writes `records` (each to its partition) and checks that the broker acknowledged every one.
-void produce_records(const std::string& bootstrap, const std::string& topic, const std::vector<Record>& records) {
-  Deliveries d;
-  auto rk = make_producer(bootstrap, d);
-  for (const auto& r : records) {
-    enqueue(rk.get(), topic, r);
-  }
-  check_flushed(rk.get(), topic, d, records.size());
-}
-
 // Produces make(i) for i in [0, n) at `rate` records/s on a background
 // thread, so a stream goes on while the test acts. The destructor stops and
 // joins (never throws).
@@ -225,20 +95,19 @@ class StreamProducer {
                  std::function<Record(std::uint64_t)> make)
       : thread_([this, bs = std::move(bootstrap), topic = std::move(topic), n, rate, make = std::move(make)] {
           try {
-            Deliveries d;
-            auto rk = make_producer(bs, d);
+            RecordProducer producer(bs);
             const auto start = Clock::now();
             std::uint64_t i = 0;
             for (; i < n && !stop_; ++i) {
               const auto due =
                   start + std::chrono::microseconds(static_cast<std::int64_t>(1e6 * static_cast<double>(i) / rate));
               if (due > Clock::now()) {
-                rd_kafka_poll(rk.get(), 0);
+                producer.poll();
                 std::this_thread::sleep_until(due);
               }
-              enqueue(rk.get(), topic, make(i));
+              producer.enqueue(topic, make(i));
             }
-            check_flushed(rk.get(), topic, d, i);
+            producer.flush(topic, i);
             produced_ = i;
           } catch (...) {
             error_ = std::current_exception();
@@ -268,92 +137,6 @@ class StreamProducer {
   std::exception_ptr error_;
   std::thread thread_;  // last: started after the members it uses
 };
-
-int partition_count(rd_kafka_t* rk, const std::string& topic) {
-  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
-  const rd_kafka_metadata_t* md = nullptr;
-  const auto err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
-  rd_kafka_topic_destroy(rkt);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    throw Failure("metadata of " + topic + ": " + rd_kafka_err2str(err));
-  }
-  const int n =
-      md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR ? md->topics[0].partition_cnt : -1;
-  rd_kafka_metadata_destroy(md);
-  if (n <= 0) {
-    throw Failure("metadata of " + topic + ": no such topic");
-  }
-  return n;
-}
-
-// Every record of `topic` up to its current end (assigned, no group joined).
-std::vector<Record> read_topic(const std::string& bootstrap, const std::string& topic) {
-  auto rk = make_client(RD_KAFKA_CONSUMER, bootstrap,
-                        {{"group.id", unique_name("kc-it-fh-reader")},
-                         {"enable.auto.commit", "false"},
-                         {"auto.offset.reset", "earliest"}});
-  rd_kafka_poll_set_consumer(rk.get());
-  const int parts = partition_count(rk.get(), topic);
-  std::map<std::int32_t, std::int64_t> end;
-  ListPtr list(rd_kafka_topic_partition_list_new(parts));
-  for (std::int32_t p = 0; p < parts; ++p) {
-    std::int64_t lo = 0;
-    std::int64_t hi = 0;
-    if (const auto err = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &lo, &hi, 10000); err) {
-      throw Failure("watermarks of " + topic + ": " + rd_kafka_err2str(err));
-    }
-    if (hi > lo) {
-      end[p] = hi;
-      rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    }
-  }
-  rd_kafka_assign(rk.get(), list.get());
-  std::vector<Record> out;
-  const auto deadline = Clock::now() + 60s;
-  while (!end.empty()) {
-    if (Clock::now() > deadline) {
-      throw Failure("read_topic " + topic + ": not read to the end within 60 s");
-    }
-    MessagePtr m(rd_kafka_consumer_poll(rk.get(), 200));
-    if (!m || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      continue;
-    }
-    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      throw Failure("read_topic " + topic + ": " + rd_kafka_message_errstr(m.get()));
-    }
-    const auto it = end.find(m->partition);
-    if (it == end.end() || m->offset >= it->second) {
-      continue;
-    }
-    if (m->offset + 1 >= it->second) {
-      end.erase(it);
-    }
-    Record r;
-    r.partition = m->partition;
-    r.offset = m->offset;
-    r.timestamp = rd_kafka_message_timestamp(m.get(), nullptr);
-    if (m->key != nullptr) {
-      r.key.emplace(static_cast<const char*>(m->key), m->key_len);
-    }
-    if (m->payload != nullptr) {
-      r.value.emplace(static_cast<const char*>(m->payload), m->len);
-    }
-    rd_kafka_headers_t* hdrs = nullptr;
-    if (rd_kafka_message_headers(m.get(), &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const char* name = nullptr;
-      const void* val = nullptr;
-      std::size_t size = 0;
-      for (std::size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
-        r.headers.emplace_back(
-            name, val == nullptr ? std::nullopt
-                                 : std::optional<std::string>(std::string(static_cast<const char*>(val), size)));
-      }
-    }
-    out.push_back(std::move(r));
-  }
-  rd_kafka_consumer_close(rk.get());
-  return out;
-}
 
 // The headers of a kc::Message, copied.
 HeaderList copy_headers(const kc::Message& m) {

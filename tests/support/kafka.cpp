@@ -5,67 +5,16 @@
 #include <memory>
 #include <thread>
 
+#include "support/rdkafka_handles.hpp"
+
 namespace kc::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Small RAII holders, private to the fixtures (kc's own are not used on purpose).
-struct RkDeleter {
-  void operator()(rd_kafka_t* rk) const noexcept { rd_kafka_destroy(rk); }
-};
-struct QueueDeleter {
-  void operator()(rd_kafka_queue_t* q) const noexcept { rd_kafka_queue_destroy(q); }
-};
-struct EventDeleter {
-  void operator()(rd_kafka_event_t* e) const noexcept { rd_kafka_event_destroy(e); }
-};
-struct OptionsDeleter {
-  void operator()(rd_kafka_AdminOptions_t* o) const noexcept { rd_kafka_AdminOptions_destroy(o); }
-};
-struct ListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const noexcept { rd_kafka_topic_partition_list_destroy(l); }
-};
-struct ErrorDeleter {
-  void operator()(rd_kafka_error_t* e) const noexcept { rd_kafka_error_destroy(e); }
-};
-using RkPtr = std::unique_ptr<rd_kafka_t, RkDeleter>;
-using QueuePtr = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
-using EventPtr = std::unique_ptr<rd_kafka_event_t, EventDeleter>;
-using OptionsPtr = std::unique_ptr<rd_kafka_AdminOptions_t, OptionsDeleter>;
-using ListPtr = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
-using ErrorPtr = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
+using namespace kc::test::rdk;  // RkPtr, ..., make_client
 
 int to_ms(std::chrono::milliseconds d) {
   return static_cast<int>(d.count());
-}
-
-// A client of `type`; `opaque` becomes the handle's opaque (callbacks get it).
-RkPtr make_client(rd_kafka_type_t type, const std::string& bootstrap, const std::map<std::string, std::string>& props,
-                  void (*dr_cb)(rd_kafka_t*, const rd_kafka_message_t*, void*) = nullptr, void* opaque = nullptr) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  char err[512];
-  auto set = [&](const std::string& k, const std::string& v) {
-    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      throw Failure("test client config " + k + "=" + v + ": " + err);
-    }
-  };
-  set("bootstrap.servers", bootstrap);
-  set("client.id", "kc-test-support");
-  for (const auto& [k, v] : props) {
-    set(k, v);
-  }
-  if (dr_cb != nullptr) {
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-  }
-  rd_kafka_conf_set_opaque(conf, opaque);
-  rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof err);
-  if (rk == nullptr) {
-    rd_kafka_conf_destroy(conf);  // rd_kafka_new frees the conf only on success
-    throw Failure(std::string("cannot create a test client: ") + err);
-  }
-  return RkPtr(rk);
 }
 
 OptionsPtr admin_options(rd_kafka_t* rk, rd_kafka_admin_op_t op, std::chrono::milliseconds timeout) {
@@ -320,11 +269,14 @@ std::vector<std::int64_t> committed_offsets(const std::string& bootstrap, const 
   return out;
 }
 
-void set_group_config(const std::string& bootstrap, const std::string& group,
-                      const std::map<std::string, std::string>& configs, std::chrono::milliseconds timeout) {
+namespace {
+
+// IncrementalAlterConfigs SET of `configs` on one resource; `what` prefixes errors.
+void alter_configs(const std::string& bootstrap, rd_kafka_ResourceType_t type, const std::string& name,
+                   const std::map<std::string, std::string>& configs, std::chrono::milliseconds timeout,
+                   const std::string& what) {
   auto rk = make_client(RD_KAFKA_PRODUCER, bootstrap, {});
-  const std::string what = "set_group_config of group " + group;
-  rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_GROUP, group.c_str());
+  rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(type, name.c_str());
   for (const auto& [k, v] : configs) {
     ErrorPtr e(
         rd_kafka_ConfigResource_add_incremental_config(res, k.c_str(), RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET, v.c_str()));
@@ -348,6 +300,18 @@ void set_group_config(const std::string& bootstrap, const std::string& group,
                     (s != nullptr ? s : ""));
     }
   }
+}
+
+}  // namespace
+
+void set_group_config(const std::string& bootstrap, const std::string& group,
+                      const std::map<std::string, std::string>& configs, std::chrono::milliseconds timeout) {
+  alter_configs(bootstrap, RD_KAFKA_RESOURCE_GROUP, group, configs, timeout, "set_group_config of group " + group);
+}
+
+void set_topic_config(const std::string& bootstrap, const std::string& topic,
+                      const std::map<std::string, std::string>& configs, std::chrono::milliseconds timeout) {
+  alter_configs(bootstrap, RD_KAFKA_RESOURCE_TOPIC, topic, configs, timeout, "set_topic_config of topic " + topic);
 }
 
 }  // namespace kc::test

@@ -97,4 +97,10 @@ void set_group_config(const std::string& bootstrap, const std::string& group,
                       const std::map<std::string, std::string>& configs,
                       std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+/// Sets dynamic configs of a topic (max.message.bytes, ...) with
+/// rd_kafka_IncrementalAlterConfigs. The topic must exist.
+void set_topic_config(const std::string& bootstrap, const std::string& topic,
+                      const std::map<std::string, std::string>& configs,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
 }  // namespace kc::test

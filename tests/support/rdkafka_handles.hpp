@@ -1,0 +1,76 @@
+// Internal to kc_test_support (not for tests): small RAII holders for
+// librdkafka handles and a client factory, shared by kafka.cpp and
+// records.cpp. kc's own handles are not used on purpose, so a bug in kc
+// cannot hide itself in its own fixtures.
+//
+// make_client() throws kc::test::Failure when the client cannot be created.
+#pragma once
+
+#include <librdkafka/rdkafka.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "support/common.hpp"
+
+namespace kc::test::rdk {
+
+struct RkDeleter {
+  void operator()(rd_kafka_t* rk) const noexcept { rd_kafka_destroy(rk); }
+};
+struct QueueDeleter {
+  void operator()(rd_kafka_queue_t* q) const noexcept { rd_kafka_queue_destroy(q); }
+};
+struct EventDeleter {
+  void operator()(rd_kafka_event_t* e) const noexcept { rd_kafka_event_destroy(e); }
+};
+struct OptionsDeleter {
+  void operator()(rd_kafka_AdminOptions_t* o) const noexcept { rd_kafka_AdminOptions_destroy(o); }
+};
+struct ListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const noexcept { rd_kafka_topic_partition_list_destroy(l); }
+};
+struct ErrorDeleter {
+  void operator()(rd_kafka_error_t* e) const noexcept { rd_kafka_error_destroy(e); }
+};
+using RkPtr = std::unique_ptr<rd_kafka_t, RkDeleter>;
+using QueuePtr = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
+using EventPtr = std::unique_ptr<rd_kafka_event_t, EventDeleter>;
+using OptionsPtr = std::unique_ptr<rd_kafka_AdminOptions_t, OptionsDeleter>;
+using ListPtr = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
+using ErrorPtr = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
+struct MessageDeleter {
+  void operator()(rd_kafka_message_t* m) const noexcept { rd_kafka_message_destroy(m); }
+};
+using MessagePtr = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
+
+// A client of `type`; `opaque` becomes the handle's opaque (callbacks get it).
+inline RkPtr make_client(rd_kafka_type_t type, const std::string& bootstrap, const std::map<std::string, std::string>& props,
+                  void (*dr_cb)(rd_kafka_t*, const rd_kafka_message_t*, void*) = nullptr, void* opaque = nullptr) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  auto set = [&](const std::string& k, const std::string& v) {
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      throw Failure("test client config " + k + "=" + v + ": " + err);
+    }
+  };
+  set("bootstrap.servers", bootstrap);
+  set("client.id", "kc-test-support");
+  for (const auto& [k, v] : props) {
+    set(k, v);
+  }
+  if (dr_cb != nullptr) {
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+  }
+  rd_kafka_conf_set_opaque(conf, opaque);
+  rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof err);
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);  // rd_kafka_new frees the conf only on success
+    throw Failure(std::string("cannot create a test client: ") + err);
+  }
+  return RkPtr(rk);
+}
+
+}  // namespace kc::test::rdk
