@@ -6,6 +6,7 @@
 #include "kc/embedded.hpp"
 #include "kc/error.hpp"
 #include "rdkafka/handles.hpp"
+#include "rdkafka/log.hpp"
 
 namespace kc {
 
@@ -31,13 +32,6 @@ void delivery_trampoline(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque)
   }
 }
 
-void log_trampoline(const rd_kafka_t*, int level, const char* fac, const char* buf) noexcept {
-  try {
-    spdlog::log(level <= 3 ? spdlog::level::err : level == 4 ? spdlog::level::warn : spdlog::level::info,
-                "librdkafka {}: {}", fac, buf);
-  } catch (...) {
-  }
-}
 }  // namespace
 
 Producer::Producer(ProducerConfig config) : impl_(std::make_unique<Impl>()) {
@@ -59,7 +53,7 @@ Producer::Producer(ProducerConfig config) : impl_(std::make_unique<Impl>()) {
     detail::conf_set(conf.get(), k, v);
   }
   rd_kafka_conf_set_dr_msg_cb(conf.get(), delivery_trampoline);
-  rd_kafka_conf_set_log_cb(conf.get(), log_trampoline);
+  rd_kafka_conf_set_log_cb(conf.get(), detail::log_to_spdlog);
   rd_kafka_conf_set_opaque(conf.get(), impl_.get());
   impl_->rk = detail::make_handle(RD_KAFKA_PRODUCER, std::move(conf));
 }

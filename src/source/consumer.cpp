@@ -23,6 +23,7 @@
 #include "retry/backoff.hpp"
 #include "sink/text.hpp"
 #include "rdkafka/handles.hpp"
+#include "rdkafka/log.hpp"
 
 namespace kc {
 
@@ -48,19 +49,6 @@ std::string describe(const std::vector<TopicPartition>& tps) {
     out += tp.topic + "[" + std::to_string(to_int(tp.partition)) + "]";
   }
   return out;
-}
-
-spdlog::level::level_enum spdlog_level(int syslog_level) {
-  if (syslog_level <= 3) {
-    return spdlog::level::err;
-  }
-  if (syslog_level == 4) {
-    return spdlog::level::warn;
-  }
-  if (syslog_level <= 6) {
-    return spdlog::level::info;
-  }
-  return spdlog::level::debug;
 }
 
 template <typename Fn>
@@ -164,10 +152,12 @@ struct Consumer::Impl {
   void fail(PartitionState& st, const rd_kafka_message_t* m, int attempt, const detail::Failure& f);
   void wait_for(PartitionState& st, std::int64_t offset, int attempt, Clock::time_point due);
   void set_paused(const TopicPartition& tp, bool paused);
+  void seek(const TopicPartition& tp, std::int64_t offset);
   void resume_due_retries(Clock::time_point now);
   int poll_timeout_ms() const;
   void serve_dead_letters(std::chrono::milliseconds wait);
   void drain_dead_letters(Clock::time_point deadline);
+  void apply_dead_letter_acks();
   void drop_state(const std::vector<TopicPartition>& tps);
 
   detail::PartitionListPtr commit_list(const std::vector<TopicPartition>* only);
@@ -201,13 +191,6 @@ void error_trampoline(rd_kafka_t*, int err, const char* reason, void* opaque) no
     static_cast<Consumer::Impl*>(opaque)->on_error(err, reason);
   } catch (...) {
     spdlog::error("kc: error handling failed");
-  }
-}
-
-void log_trampoline(const rd_kafka_t*, int level, const char* fac, const char* buf) noexcept {
-  try {
-    spdlog::log(spdlog_level(level), "librdkafka {}: {}", fac, buf);
-  } catch (...) {
   }
 }
 
@@ -251,7 +234,7 @@ void Consumer::Impl::build() {
   detail::conf_set(conf.get(), "enable.auto.commit", "false");
   detail::conf_set(conf.get(), "enable.auto.offset.store", "false");
   detail::conf_set(conf.get(), "log.queue", "true");
-  rd_kafka_conf_set_log_cb(conf.get(), log_trampoline);
+  rd_kafka_conf_set_log_cb(conf.get(), detail::log_to_spdlog);
   rd_kafka_conf_set_rebalance_cb(conf.get(), rebalance_trampoline);
   rd_kafka_conf_set_error_cb(conf.get(), error_trampoline);
   rd_kafka_conf_set_opaque(conf.get(), this);
@@ -596,9 +579,7 @@ void Consumer::Impl::halt(PartitionState& st, std::int64_t offset, const std::st
   ++stats.failed;
   spdlog::error("kc: {}[{}] offset {}: {}; partition stopped, nothing at or after this offset is committed",
                 st.tp.topic, to_int(st.tp.partition), offset, why);
-  detail::PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
-  rd_kafka_topic_partition_list_add(list.get(), st.tp.topic.c_str(), to_int(st.tp.partition));
-  rd_kafka_pause_partitions(rk.get(), list.get());
+  set_paused(st.tp, true);
 }
 
 void Consumer::Impl::on_message_error(const rd_kafka_message_t* m) {
@@ -689,11 +670,17 @@ void Consumer::Impl::wait_for(PartitionState& st, std::int64_t offset, int attem
   st.retry_attempt = attempt;
   st.retry_due = due;
   set_paused(st.tp, true);
+  seek(st.tp, offset);
+}
+
+void Consumer::Impl::seek(const TopicPartition& tp, std::int64_t offset) {
   detail::PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
-  rd_kafka_topic_partition_list_add(list.get(), st.tp.topic.c_str(), to_int(st.tp.partition))->offset = offset;
+  rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), to_int(tp.partition))->offset = offset;
+  // Asynchronous (timeout 0): the partition is paused or about to fetch anyway.
   detail::ErrorPtr e(rd_kafka_seek_partitions(rk.get(), list.get(), 0));
   if (e) {
-    spdlog::error("kc: seek back for a retry failed: {}", rd_kafka_error_string(e.get()));
+    spdlog::error("kc: seek of {}[{}] to {} failed: {}", tp.topic, to_int(tp.partition), offset,
+                  rd_kafka_error_string(e.get()));
   }
 }
 
@@ -753,9 +740,7 @@ void Consumer::Impl::resume_due_retries(Clock::time_point now) {
       set_paused(tp, false);
       // librdkafka does not wake its fetcher on resume (it would notice only
       // at its next idle timeout, ~1 s); a seek does. Same offset as before.
-      detail::PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
-      rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), to_int(tp.partition))->offset = st->retry_offset;
-      detail::ErrorPtr e(rd_kafka_seek_partitions(rk.get(), list.get(), 0));
+      seek(tp, st->retry_offset);
       last_activity = now;  // the record is on its way again: not idle yet
     }
   }
@@ -784,10 +769,14 @@ void Consumer::Impl::serve_dead_letters(std::chrono::milliseconds wait) {
   }
   dlq_acks.clear();
   dlq->poll(dlq_acks, wait);
+  apply_dead_letter_acks();
+}
+
+void Consumer::Impl::apply_dead_letter_acks() {
   for (const auto& ack : dlq_acks) {
     auto it = parts.find(ack.source);
     if (it == parts.end()) {
-      continue;
+      continue;  // revoked meanwhile
     }
     auto& st = *it->second;
     if (st.offsets.done(ack.offset)) {
@@ -810,11 +799,7 @@ void Consumer::Impl::drain_dead_letters(Clock::time_point deadline) {
     spdlog::warn("kc: {} dead letters still unacknowledged at the deadline: their records stay uncommitted",
                  dlq->in_flight());
   }
-  for (const auto& ack : dlq_acks) {
-    if (auto it = parts.find(ack.source); it != parts.end() && it->second->offsets.done(ack.offset)) {
-      stats.dead_lettered += ack.retry ? 0 : 1;
-    }
-  }
+  apply_dead_letter_acks();
 }
 
 // ---------------------------------------------------------------- close

@@ -202,10 +202,11 @@ TEST_F(DeadLetters, UnwritableTopicHoldsTheCommitPointUntilItRecovers) {
   });
   const auto r = c.run();
   ASSERT_EQ(committed_during_outage.size(), 2u);
-  // Offset 0 of both partitions is poison: nothing may be committed past it
-  // while its dead letter is refused.
+  // Record i went to partition i % 2 and every 10th is poison, so all poison
+  // records are in partition 0, the first at offset 0: nothing of partition 0
+  // may be committed while its dead letter is refused. (Partition 1 has none
+  // and may commit freely.)
   EXPECT_LE(committed_during_outage[0], 0);
-  EXPECT_LE(committed_during_outage[1], 0);
   EXPECT_EQ(r.stats.dead_lettered, static_cast<std::uint64_t>(kRecords / 10));
   const auto dead = read_all(broker_, "src.dead-letter", "reader-outage");
   EXPECT_EQ(dead.size(), static_cast<std::size_t>(kRecords / 10)) << "every poison record is in the dead-letter topic";

@@ -39,6 +39,7 @@
 
 #include "commands.hpp"
 #include "rdkafka/handles.hpp"
+#include "rdkafka/log.hpp"
 #include "sink/text.hpp"
 #include "kc/config.hpp"
 #include "kc/consumer.hpp"
@@ -76,18 +77,8 @@ using detail::MetadataPtr;
 using detail::PartitionListPtr;
 using detail::TopicPtr;
 
-void log_trampoline(const rd_kafka_t*, int level, const char* fac, const char* buf) noexcept {
-  try {
-    spdlog::log(level <= 3   ? spdlog::level::err
-                : level == 4 ? spdlog::level::warn
-                             : spdlog::level::debug,
-                "librdkafka {}: {}", fac, buf);
-  } catch (...) {
-  }
-}
-
 HandlePtr make_logged_handle(rd_kafka_type_t type, ConfPtr conf) {
-  rd_kafka_conf_set_log_cb(conf.get(), log_trampoline);
+  rd_kafka_conf_set_log_cb(conf.get(), detail::log_to_spdlog);
   return detail::make_handle(type, std::move(conf));
 }
 
