@@ -40,28 +40,6 @@ ProduceOptions even_spread(double rate = 0) {
   return o;
 }
 
-std::vector<std::string> consume_args(const std::string& bootstrap, const std::string& group, const std::string& topic,
-                                      const std::filesystem::path& sink, const std::vector<std::string>& extra) {
-  // clang-format off
-  std::vector<std::string> args = {"consume",
-                                   "--bootstrap-servers", bootstrap,
-                                   "--group", group,
-                                   "--topic", topic,
-                                   "--from-beginning",
-                                   "--value-format", "string",
-                                   "--sink", "jsonl:" + sink.string()};
-  // clang-format on
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
-}
-
-// For failure messages: the command, how it ended and the end of its stderr.
-std::string describe(Subprocess& p) {
-  p.running();  // reap if it ended
-  return "\n  command: " + p.command() + "\n  status: " + (p.status() ? p.status()->to_string() : "running") +
-         "\n  stderr (" + p.stderr_path().string() + ") ends with:\n" + tail(p.stderr_text(), 30);
-}
-
 std::vector<SinkRecord> read_all(const std::vector<std::filesystem::path>& files) {
   std::vector<SinkRecord> all;
   for (const auto& f : files) {
@@ -69,18 +47,6 @@ std::vector<SinkRecord> read_all(const std::vector<std::filesystem::path>& files
     all.insert(all.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
   }
   return all;
-}
-
-std::int64_t sum(const std::vector<std::int64_t>& v) {
-  return std::accumulate(v.begin(), v.end(), std::int64_t{0});
-}
-
-std::string join(const std::vector<std::int64_t>& v) {
-  std::string out;
-  for (auto x : v) {
-    out += (out.empty() ? "" : ",") + std::to_string(x);
-  }
-  return out;
 }
 
 // Highest offset per partition in `records` (-1 where none).
@@ -165,7 +131,7 @@ TEST(KillNine, LosesNothingAndDuplicatesStayWithinCommitPolicy) {
       extra.insert(extra.end(), {"--idle-exit-ms", "5000"});
     }
     const auto size_before = file_size_or_zero(sink);
-    Subprocess kc(tool, consume_args(bs, group, topic, sink, extra), dir / (name + ".out"), dir / (name + ".err"));
+    Subprocess kc(tool, consume_args(bs, group, topic, sink, "string", extra), dir / (name + ".out"), dir / (name + ".err"));
     if (last) {
       const auto st = kc.wait(120s);
       ASSERT_TRUE(st.has_value()) << "the last run did not exit within 120 s" << describe(kc);
@@ -231,7 +197,7 @@ TEST(GracefulStop, SigtermThenRestartHasNoDuplicates) {
   BackgroundProducer producer(bs, topic, kRecords, even_spread(12'500));
 
   const auto sink1 = dir / "run-0.jsonl";
-  Subprocess first(tool, consume_args(bs, group, topic, sink1, {"--commit-every", "1000"}), dir / "run-0.out",
+  Subprocess first(tool, consume_args(bs, group, topic, sink1, "string", {"--commit-every", "1000"}), dir / "run-0.out",
                    dir / "run-0.err");
   ASSERT_TRUE(wait_until([&] { return file_size_or_zero(sink1) > 0; }, 60s))
       << "the first run wrote nothing within 60 s" << describe(first);
@@ -251,7 +217,7 @@ TEST(GracefulStop, SigtermThenRestartHasNoDuplicates) {
   EXPECT_EQ(committed_offsets(bs, group, topic, kPartitions), expected_commit) << describe(first);
 
   const auto sink2 = dir / "run-1.jsonl";
-  Subprocess second(tool, consume_args(bs, group, topic, sink2, {"--commit-every", "1000", "--idle-exit-ms", "4000"}),
+  Subprocess second(tool, consume_args(bs, group, topic, sink2, "string", {"--commit-every", "1000", "--idle-exit-ms", "4000"}),
                     dir / "run-1.out", dir / "run-1.err");
   ASSERT_EQ(producer.join(), kRecords);
   const auto hw = high_watermarks(bs, topic, kPartitions);
@@ -311,7 +277,7 @@ TEST_P(Group, SecondMemberTakesOverWhenFirstStops) {
 
   auto args = [&](const std::filesystem::path& sink, std::vector<std::string> extra) {
     extra.insert(extra.end(), proto.args.begin(), proto.args.end());
-    return consume_args(bs, group, topic, sink, extra);
+    return consume_args(bs, group, topic, sink, "string", extra);
   };
   const auto sink_a = dir / "a.jsonl";
   const auto sink_b = dir / "b.jsonl";

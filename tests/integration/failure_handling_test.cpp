@@ -70,16 +70,10 @@ std::string printable(const std::optional<std::string>& s, std::size_t max = 60)
   return out;
 }
 
-std::string join(const std::vector<std::int64_t>& v) {
-  std::string out;
-  for (auto x : v) {
-    out += (out.empty() ? "" : ",") + std::to_string(x);
-  }
-  return out;
-}
-
-std::int64_t sum(const std::vector<std::int64_t>& v) {
-  return std::accumulate(v.begin(), v.end(), std::int64_t{0});
+// kc consume's extra flags plus the dead-letter topic every tool-level test here uses.
+std::vector<std::string> with_dlq(std::vector<std::string> extra) {
+  extra.insert(extra.begin(), {"--dlq-topic", "{topic}.dead-letter"});
+  return extra;
 }
 
 long long ms_since(Clock::time_point t) {
@@ -352,29 +346,6 @@ std::string base64(std::string_view in) {
     out += '=';
   }
   return out;
-}
-
-// For failure messages: the command, how it ended and the end of its stderr.
-std::string describe(Subprocess& p) {
-  p.running();  // reap if it ended
-  return "\n  command: " + p.command() + "\n  status: " + (p.status() ? p.status()->to_string() : "running") +
-         "\n  stderr (" + p.stderr_path().string() + ") ends with:\n" + tail(p.stderr_text(), 30);
-}
-
-std::vector<std::string> consume_args(const std::string& bootstrap, const std::string& group, const std::string& topic,
-                                      const std::filesystem::path& sink, const std::vector<std::string>& extra) {
-  // clang-format off
-  std::vector<std::string> args = {"consume",
-                                   "--bootstrap-servers", bootstrap,
-                                   "--group", group,
-                                   "--topic", topic,
-                                   "--from-beginning",
-                                   "--value-format", "json",
-                                   "--sink", "jsonl:" + sink.string(),
-                                   "--dlq-topic", "{topic}.dead-letter"};
-  // clang-format on
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
 }
 
 // Runs kc::Consumer::run() on a thread of its own, so the test thread can
@@ -1068,7 +1039,7 @@ TEST(DeadLetters, KillNineWhileWritingLosesNothing) {
     }
     const auto size_before = file_size_or_zero(sink);
     const auto dlq_before = total_records(bs, dlq_topic, kPartitions);
-    Subprocess kc(tool, consume_args(bs, group, topic, sink, extra), dir / (name + ".out"), dir / (name + ".err"));
+    Subprocess kc(tool, consume_args(bs, group, topic, sink, "json", with_dlq(extra)), dir / (name + ".out"), dir / (name + ".err"));
     if (last) {
       const auto st = kc.wait(120s);
       ASSERT_TRUE(st.has_value()) << "the last run did not exit within 120 s" << describe(kc);
@@ -1244,7 +1215,7 @@ TEST(BadInput, NullEmptyInvalidUtf8AndLargeHeadersNeverCrash) {
 
   TempDir dir("kc-fh-bad");
   const auto sink = dir / "sink.jsonl";
-  Subprocess kc(tool, consume_args(bs, group, topic, sink, {"--idle-exit-ms", "3000", "--dlq-headers", "both"}),
+  Subprocess kc(tool, consume_args(bs, group, topic, sink, "json", with_dlq({"--idle-exit-ms", "3000", "--dlq-headers", "both"})),
                 dir / "run.out", dir / "run.err");
   const auto st = kc.wait(90s);
   ASSERT_TRUE(st.has_value()) << "kc consume did not exit within 90 s" << describe(kc);

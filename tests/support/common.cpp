@@ -1,3 +1,4 @@
+#include <numeric>
 #include "support/common.hpp"
 
 #include <gtest/gtest.h>
@@ -108,6 +109,18 @@ std::string tail(std::string_view text, std::size_t max_lines) {
     pos = nl;
   }
   return std::string(text.substr(pos));
+}
+
+std::int64_t sum(const std::vector<std::int64_t>& v) {
+  return std::accumulate(v.begin(), v.end(), std::int64_t{0});
+}
+
+std::string join(const std::vector<std::int64_t>& v) {
+  std::string out;
+  for (auto x : v) {
+    out += (out.empty() ? "" : ",") + std::to_string(x);
+  }
+  return out;
 }
 
 }  // namespace kc::test

@@ -67,4 +67,8 @@ std::uintmax_t file_size_or_zero(const std::filesystem::path& path);
 /// The last `max_lines` lines of `text`, for failure messages.
 std::string tail(std::string_view text, std::size_t max_lines = 40);
 
+/// Sum of `v`, and `v` as "a,b,c" (for messages about offsets per partition).
+std::int64_t sum(const std::vector<std::int64_t>& v);
+std::string join(const std::vector<std::int64_t>& v);
+
 }  // namespace kc::test

@@ -86,4 +86,26 @@ std::set<int> ever_assigned(std::string_view log, std::string_view topic) {
   return out;
 }
 
+std::vector<std::string> consume_args(const std::string& bootstrap, const std::string& group, const std::string& topic,
+                                      const std::filesystem::path& sink, const std::string& value_format,
+                                      const std::vector<std::string>& extra) {
+  // clang-format off
+  std::vector<std::string> args = {"consume",
+                                   "--bootstrap-servers", bootstrap,
+                                   "--group", group,
+                                   "--topic", topic,
+                                   "--from-beginning",
+                                   "--value-format", value_format,
+                                   "--sink", "jsonl:" + sink.string()};
+  // clang-format on
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+std::string describe(Subprocess& p) {
+  p.running();  // reap if it ended
+  return "\n  command: " + p.command() + "\n  status: " + (p.status() ? p.status()->to_string() : "running") +
+         "\n  stderr (" + p.stderr_path().string() + ") ends with:\n" + tail(p.stderr_text(), 30);
+}
+
 }  // namespace kc::test

@@ -1,9 +1,13 @@
 // Running the kc command-line tool from tests and reading its log.
 #pragma once
 
+#include <filesystem>
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "support/subprocess.hpp"
 
 namespace kc::test {
 
@@ -19,5 +23,15 @@ std::set<int> owned_partitions(std::string_view log, std::string_view topic);
 
 /// Every partition of `topic` that a "kc: assigned" line ever named.
 std::set<int> ever_assigned(std::string_view log, std::string_view topic);
+
+/// Arguments of `kc consume` reading `topic` from the beginning in `group`
+/// into the jsonl sink `sink` with `--value-format value_format`, then `extra`.
+std::vector<std::string> consume_args(const std::string& bootstrap, const std::string& group, const std::string& topic,
+                                      const std::filesystem::path& sink, const std::string& value_format,
+                                      const std::vector<std::string>& extra);
+
+/// For failure messages: the command, how it ended and the end of its stderr.
+/// Reaps the process if it ended.
+std::string describe(Subprocess& p);
 
 }  // namespace kc::test
