@@ -57,26 +57,6 @@ bool topic_ready(rd_kafka_t* rk, const std::string& topic, int partitions) {
   return ok;
 }
 
-// Delivery accounting of produce(); touched only by the producing thread
-// (delivery reports are served inside rd_kafka_poll/flush on that thread).
-struct Deliveries {
-  std::uint64_t ok = 0;
-  std::uint64_t failed = 0;
-  std::string first_error;
-};
-
-void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
-  auto* d = static_cast<Deliveries*>(opaque);
-  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    ++d->ok;
-    return;
-  }
-  if (d->failed++ == 0) {
-    d->first_error = std::string(rd_kafka_err2name(m->err)) + ": " + rd_kafka_message_errstr(m) + " (partition " +
-                     std::to_string(m->partition) + ")";
-  }
-}
-
 }  // namespace
 
 void create_topic(const std::string& bootstrap, const std::string& name, int partitions,

@@ -8,6 +8,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -71,6 +72,27 @@ inline RkPtr make_client(rd_kafka_type_t type, const std::string& bootstrap, con
     throw Failure(std::string("cannot create a test client: ") + err);
   }
   return RkPtr(rk);
+}
+
+/// Delivery accounting for a test producer (opaque of make_client with
+/// on_delivery); touched only by the producing thread (reports are served
+/// inside rd_kafka_poll/flush on that thread).
+struct Deliveries {
+  std::uint64_t ok = 0;
+  std::uint64_t failed = 0;
+  std::string first_error;  ///< the first failure, with its error name and partition
+};
+
+inline void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+  auto* d = static_cast<Deliveries*>(opaque);
+  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    ++d->ok;
+    return;
+  }
+  if (d->failed++ == 0) {
+    d->first_error = std::string(rd_kafka_err2name(m->err)) + ": " + rd_kafka_message_errstr(m) + " (partition " +
+                     std::to_string(m->partition) + ")";
+  }
 }
 
 }  // namespace kc::test::rdk

@@ -13,22 +13,6 @@ namespace {
 using namespace std::chrono_literals;
 using namespace kc::test::rdk;  // RkPtr, ..., make_client
 
-// Delivery accounting of a RecordProducer; touched only by its thread.
-struct Deliveries {
-  std::uint64_t ok = 0;
-  std::uint64_t failed = 0;
-  std::string first_error;
-};
-
-void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
-  auto* d = static_cast<Deliveries*>(opaque);
-  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    ++d->ok;
-  } else if (d->failed++ == 0) {
-    d->first_error = rd_kafka_message_errstr(m);
-  }
-}
-
 int partition_count(rd_kafka_t* rk, const std::string& topic) {
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
   const rd_kafka_metadata_t* md = nullptr;
