@@ -16,6 +16,11 @@ class Category final : public std::error_category {
       case errc::kafka_fatal: return "fatal kafka error";
       case errc::io: return "i/o error";
       case errc::misuse: return "misuse";
+      case errc::schema_invalid: return "invalid schema";
+      case errc::encode_failed: return "encode failed";
+      case errc::registry_not_found: return "not found in the schema registry";
+      case errc::registry_unavailable: return "schema registry unavailable";
+      case errc::registry_rejected: return "schema registry rejected the request";
     }
     return "unknown kc error";
   }

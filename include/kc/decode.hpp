@@ -14,7 +14,11 @@ namespace kc {
 /// or the stack.
 struct DecodeLimits {
   std::size_t max_bytes = 16u << 20;  ///< larger inputs fail to decode
-  std::size_t max_depth = 128;        ///< nesting depth of JSON arrays/objects
+  std::size_t max_depth = 128;        ///< nesting depth (JSON arrays/objects, Avro/Protobuf records)
+  /// Array/map elements in one record, all collections together (Avro). A
+  /// zero-byte element type (null, an empty record) would otherwise let a
+  /// few bytes claim billions of elements.
+  std::size_t max_items = 1u << 20;
 };
 
 /// Validates JSON (full RFC 8259 grammar and UTF-8, via simdjson) and appends

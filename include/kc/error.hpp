@@ -19,6 +19,11 @@ enum class errc {
   kafka_fatal,             ///< librdkafka reported a fatal error: the client is unusable
   io,                      ///< file or socket error outside librdkafka
   misuse,                  ///< an API called in a state that does not allow it
+  schema_invalid,          ///< a schema that does not parse, or two that do not resolve
+  encode_failed,           ///< a value that does not match the schema it is encoded with
+  registry_not_found,      ///< the Schema Registry has no such schema, subject or version
+  registry_unavailable,    ///< the Schema Registry could not be reached or failed (5xx); retriable
+  registry_rejected,       ///< the Schema Registry refused a request (4xx: auth, incompatible, ...)
 };
 
 /// The error category of kc::errc; name "kc".
