@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kc/deadletter.hpp"
+#include "kc/schema.hpp"
 
 namespace kc {
 
@@ -48,6 +49,11 @@ struct CommitPolicy {
 /// | dlq.enabled           | KC_DLQ_ENABLED           | dead letters to a topic (false)           |
 /// | dlq.topic             | KC_DLQ_TOPIC             | `{topic}.dead-letter`; setting it enables |
 /// | dlq.headers           | KC_DLQ_HEADERS           | kc, spring or both (kc)                   |
+/// | schema_registry.url   | KC_SCHEMA_REGISTRY_URL   | Schema Registry base URL                  |
+/// | schema_registry.basic_auth | KC_SCHEMA_REGISTRY_BASIC_AUTH | `user:password` (secret)         |
+/// | schema_registry.bearer_token | KC_SCHEMA_REGISTRY_BEARER_TOKEN | bearer token (secret)        |
+/// | schema_registry.ca_file, .cert_file, .key_file, .key_password (secret),   |
+/// |   .verify_tls, .timeout_ms, .max_retries, .cache_capacity: see RegistryConfig |
 /// | librdkafka.<prop>     | KC_LIBRDKAFKA_<PROP>     | any librdkafka property; in the env name  |
 /// |                       |                          | `_` stands for `.` (fetch_max_bytes)      |
 ///
@@ -66,6 +72,10 @@ struct ConsumerConfig {
   DeadLetterPolicy dead_letter;
   /// librdkafka properties, passed through after validation.
   std::map<std::string, std::string> librdkafka;
+  /// Where decoders of Schema Registry formats find their schemas (used by
+  /// kc consume; the Consumer itself does not decode). Secrets in it never
+  /// appear in error messages.
+  schema::RegistryConfig schema_registry;
 
   /// Sets one key from its text form. Throws kc::Error (config_unknown_key,
   /// config_invalid_value, config_forbidden) whose message names the key and
@@ -76,8 +86,10 @@ struct ConsumerConfig {
   void load_file(const std::filesystem::path& path);
 
   /// Reads KC_* variables from `envp` (a null-terminated array like `environ`).
-  /// Variables named KC_CACHE, KC_KAFKA_*, KC_TEST_* and KC_BENCH_* belong to
-  /// kc's scripts and are ignored; any other unknown KC_* name is an error.
+  /// Variables of kc's scripts are ignored (KC_CACHE, KC_KAFKA_*, KC_TEST_*,
+  /// KC_BENCH_*, KC_SR_*, KC_FUZZ_*, KC_DEBIAN_MIRROR, KC_LIBRDKAFKA_MIN,
+  /// KC_LIBRDKAFKA_PREFERRED, KC_CONFLUENT_KAFKA_VERSION); any other unknown
+  /// KC_* name is an error.
   void load_env(const char* const* envp);
 
   /// Checks what a consumer needs (group, topics) and that every librdkafka

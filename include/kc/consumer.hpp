@@ -104,7 +104,11 @@ class Consumer {
   /// Throws kc::Error only for setup failures (e.g. subscribe rejected).
   RunResult run();
 
-  /// Asks run() to finish gracefully. Async-signal-safe, any thread.
+  /// Asks run() to finish gracefully. Async-signal-safe, any thread. Once
+  /// asked, a record whose handler fails is neither retried nor
+  /// dead-lettered: it stays not done (holding its partition's commit point)
+  /// for the next run. So a handler that cannot go on for reasons outside the
+  /// record (a dependency down) may call stop() and then throw.
   void stop() noexcept;
   /// Asks run() to return at once: no further commit, the group is left by
   /// session timeout. Async-signal-safe, any thread.

@@ -8,7 +8,7 @@
 
 namespace kc {
 
-enum class KeyFormat { raw, string };
+enum class KeyFormat { raw, string, json };
 enum class ValueFormat { raw, string, json };
 
 /// The value as decoded by the caller: for ValueFormat::json, `json` holds the
@@ -17,6 +17,9 @@ enum class ValueFormat { raw, string, json };
 struct DecodedValue {
   std::string_view json;
   std::string_view error;
+  /// For KeyFormat::json: the decoded key (a JSON document); empty when the
+  /// key is null or was not decoded (then written as a string or base64).
+  std::string_view key_json;
 };
 
 /// A destination for records. write() may buffer; flush() makes everything
@@ -38,7 +41,7 @@ class Sink {
 /// {"topic","partition","offset","timestamp","key","headers","value"}; keys
 /// and values in base64 for the raw format, as JSON strings for string (base64
 /// with a "key_encoding"/"value_encoding" field when not valid UTF-8), and the
-/// parsed document for json. Throws kc::Error naming the spec when it is
+/// decoded document for json (keys: DecodedValue::key_json when set). Throws kc::Error naming the spec when it is
 /// unknown or the file cannot be opened.
 std::unique_ptr<Sink> make_sink(std::string_view spec, KeyFormat key, ValueFormat value);
 

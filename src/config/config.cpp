@@ -170,6 +170,69 @@ constexpr KeyDef kKeys[] = {
          invalid(k, s, "expected kc, spring or both, got '" + std::string(v) + "'");
        }
      }},
+    {"schema_registry.url",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       if (!v.starts_with("http://") && !v.starts_with("https://")) {
+         invalid(k, s, "expected an http:// or https:// URL");
+       }
+       c.schema_registry.url = std::string(v);
+     }},
+    // Secrets: errors name the key, never the value.
+    {"schema_registry.basic_auth",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       if (!v.empty() && v.find(':') == std::string_view::npos) {
+         invalid(k, s, "expected user:password");
+       }
+       c.schema_registry.basic_auth = std::string(v);
+     }},
+    {"schema_registry.bearer_token",
+     [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
+       c.schema_registry.bearer_token = std::string(v);
+     }},
+    {"schema_registry.ca_file",
+     [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
+       c.schema_registry.ca_file = std::string(v);
+     }},
+    {"schema_registry.cert_file",
+     [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
+       c.schema_registry.cert_file = std::string(v);
+     }},
+    {"schema_registry.key_file",
+     [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
+       c.schema_registry.key_file = std::string(v);
+     }},
+    {"schema_registry.key_password",
+     [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
+       c.schema_registry.key_password = std::string(v);
+     }},
+    {"schema_registry.verify_tls",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       c.schema_registry.verify_tls = parse_bool(k, v, s);
+     }},
+    {"schema_registry.timeout_ms",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       const auto n = parse_uint(k, v, s);
+       if (n == 0) {
+         invalid(k, s, "must be at least 1");
+       }
+       c.schema_registry.timeout = std::chrono::milliseconds(n);
+     }},
+    {"schema_registry.max_retries",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       const auto n = parse_uint(k, v, s);
+       if (n > 100) {
+         invalid(k, s, "must be at most 100");
+       }
+       c.schema_registry.max_retries = static_cast<int>(n);
+     }},
+    {"schema_registry.cache_capacity",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       const auto n = parse_uint(k, v, s);
+       if (n == 0) {
+         invalid(k, s, "must be at least 1");
+       }
+       c.schema_registry.cache_capacity = n;
+     }},
 };
 
 // Properties kc owns: at-least-once depends on them being off.
@@ -197,7 +260,9 @@ std::string env_name_of(std::string_view key) {
 
 bool is_script_variable(std::string_view name) {
   return name == "KC_CACHE" || name.starts_with("KC_KAFKA_") || name.starts_with("KC_TEST_") ||
-         name.starts_with("KC_BENCH_");
+         name.starts_with("KC_BENCH_") || name.starts_with("KC_SR_") || name.starts_with("KC_FUZZ_") ||
+         name == "KC_CONFLUENT_KAFKA_VERSION" || name.starts_with("KC_LIBRDKAFKA_PREFERRED") ||
+         name == "KC_LIBRDKAFKA_MIN" || name == "KC_DEBIAN_MIRROR";
 }
 
 std::string toml_to_text(const toml::node& node, std::string_view key, std::string_view source) {

@@ -77,7 +77,12 @@ class JsonLinesSink final : public Sink {
     append_string(buf_, m.topic());
     fmt::format_to(std::back_inserter(buf_), R"(,"partition":{},"offset":{},"timestamp":{},)",
                    to_int(m.partition()), to_int(m.offset()), ts.ms);
-    append_bytes_field(buf_, "key", m.key(), key_ == KeyFormat::string);
+    if (key_ == KeyFormat::json && !v.key_json.empty()) {
+      buf_ += R"("key":)";
+      buf_ += v.key_json;
+    } else {
+      append_bytes_field(buf_, "key", m.key(), key_ != KeyFormat::raw);
+    }
     buf_ += R"(,"headers":[)";
     const auto hs = m.headers();
     for (std::size_t i = 0; i < hs.size(); ++i) {

@@ -639,6 +639,13 @@ void Consumer::Impl::on_message(rd_kafka_message_t* m) {
     ++done_since_commit;
     return;
   }
+  if (stop_requested.load(std::memory_order_relaxed) != 0) {
+    // Stopping: a record that fails now is neither retried nor dead-lettered
+    // but left for the next run; being not done, it holds the commit point.
+    // (A handler may stop() the consumer and then throw, e.g. when the
+    // Schema Registry stays unreachable: the record is not at fault.)
+    return;
+  }
   detail::Failure f;
   if (error) {
     f = detail::classify(error, config.retry);

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "registry_options.hpp"
+
 namespace kc::tool {
 
 struct ConsumeOptions {
@@ -30,6 +32,8 @@ struct ConsumeOptions {
   std::optional<std::uint64_t> retry_backoff_max_ms;
   std::optional<std::string> dlq_headers;
   bool retry_topics = false;
+  RegistryOptions registry;
+  std::optional<std::string> avro_reader_schema;  // file
 };
 
 struct ProduceOptions {
@@ -44,6 +48,12 @@ struct ProduceOptions {
   double rate = 0;
   int partitions = 0;
   std::vector<std::string> rdkafka;
+  std::string value_format = "raw";  // raw: the bytes as given; avro|protobuf|jsonschema: encode JSON
+  std::optional<std::string> schema_file;
+  std::optional<std::string> subject;  // default <topic>-value
+  std::optional<std::string> protobuf_message;
+  bool no_auto_register = false;
+  RegistryOptions registry;
 };
 
 struct BrokerOptions {

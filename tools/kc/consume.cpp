@@ -3,6 +3,9 @@
 #include <chrono>
 #include <cstdio>
 #include <fmt/format.h>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <unistd.h>
 
@@ -11,6 +14,7 @@
 #include "kc/deadletter.hpp"
 #include "kc/decode.hpp"
 #include "kc/error.hpp"
+#include "kc/schema.hpp"
 #include "kc/sink.hpp"
 
 extern char** environ;
@@ -31,8 +35,14 @@ void add_consume_command(CLI::App& app, ConsumeOptions& o) {
   c->add_option("-g,--group", o.group, "consumer group id");
   c->add_option("-t,--topic", o.topics, "topic to subscribe to (repeatable; ^regex allowed)");
   c->add_flag("--from-beginning", o.from_beginning, "start at the earliest offset when the group has none");
-  c->add_option("--value-format", o.value_format, "raw|string|json")->check(CLI::IsMember({"raw", "string", "json"}));
-  c->add_option("--key-format", o.key_format, "raw|string")->check(CLI::IsMember({"raw", "string"}));
+  c->add_option("--value-format", o.value_format,
+                 "raw|string|json, or a Schema Registry format: avro|protobuf|jsonschema (needs --schema-registry)")
+      ->check(CLI::IsMember({"raw", "string", "json", "avro", "protobuf", "jsonschema"}));
+  c->add_option("--key-format", o.key_format, "raw|string, or avro|protobuf|jsonschema")
+      ->check(CLI::IsMember({"raw", "string", "avro", "protobuf", "jsonschema"}));
+  add_registry_options(c, o.registry);
+  c->add_option("--avro-reader-schema", o.avro_reader_schema,
+                "Avro reader schema file: every record is resolved to it (schema evolution)");
   c->add_option("--sink", o.sink, "stdout | jsonl:PATH | null");
   c->add_option("--max-messages", o.max_messages, "exit cleanly (final commit) after N records");
   c->add_option("--idle-exit-ms", o.idle_exit_ms, "exit cleanly after N ms without a record, counted from assignment");
@@ -53,6 +63,54 @@ void add_consume_command(CLI::App& app, ConsumeOptions& o) {
 }
 
 namespace {
+
+bool is_registry_format(const std::string& f) {
+  return f == "avro" || f == "protobuf" || f == "jsonschema";
+}
+
+std::string read_file(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw Error(errc::config_invalid_value, std::string(flag) + " " + path + ": cannot open");
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Decodes one side (key or value) of a record with a Schema Registry format
+// and says what the failure means for the record. Registry trouble is not
+// the record's fault: it is retried, and when it outlasts the retries the
+// consumer stops (exit 1) instead of dead-lettering good records.
+class RegistryDecoder {
+ public:
+  RegistryDecoder(const std::string& format, std::shared_ptr<schema::SchemaRegistry> registry,
+                  schema::DeserializerOptions options, const char* side)
+      : deserializer_(schema::parse_format(format), std::move(registry), std::move(options)), side_(side) {}
+
+  /// Decodes `in` into `out` (cleared first). Returns false with `error` for
+  /// a record that cannot be decoded. Throws RetriableError when the registry
+  /// fails; `give_up` is then set on the record's last attempt.
+  bool decode(Bytes in, std::string& out, std::string& error, bool last_attempt, bool& give_up) {
+    out.clear();
+    try {
+      if (deserializer_.decode(in, out, error)) {
+        return true;
+      }
+      error = std::string(side_) + ": " + error;
+      return false;
+    } catch (const Error& e) {
+      if (last_attempt || e.code() == errc::registry_rejected) {
+        give_up = true;
+      }
+      throw RetriableError(std::string(side_) + ": " + e.what());
+    }
+  }
+
+ private:
+  schema::Deserializer deserializer_;
+  const char* side_;
+};
 
 std::string_view reason_text(StopReason r) {
   switch (r) {
@@ -120,33 +178,102 @@ int run_consume(const ConsumeOptions& o) {
   if (o.retry_topics) {
     cfg.set("retry.topics", "true", "flag --retry-topics");
   }
+  apply_registry_options(o.registry, cfg);
   const bool dead_letters = cfg.dead_letter.enabled;
+  const int max_attempts = cfg.retry.max_attempts;
 
-  const auto vf = o.value_format == "raw" ? ValueFormat::raw : o.value_format == "string" ? ValueFormat::string : ValueFormat::json;
-  const auto kf = o.key_format == "raw" ? KeyFormat::raw : KeyFormat::string;
+  // Schema Registry formats: one registry client shared by key and value.
+  std::shared_ptr<schema::SchemaRegistry> registry;
+  std::optional<RegistryDecoder> value_decoder;
+  std::optional<RegistryDecoder> key_decoder;
+  if (is_registry_format(o.value_format) || is_registry_format(o.key_format)) {
+    if (cfg.schema_registry.url.empty()) {
+      throw Error(errc::config_missing, "--value-format/--key-format " +
+                                            (is_registry_format(o.value_format) ? o.value_format : o.key_format) +
+                                            ": needs --schema-registry URL (or KC_SCHEMA_REGISTRY_URL)");
+    }
+    registry = std::make_shared<schema::SchemaRegistry>(cfg.schema_registry);
+  }
+  if (o.avro_reader_schema && o.value_format != "avro") {
+    throw Error(errc::config_invalid_value, "--avro-reader-schema: applies to --value-format avro only");
+  }
+  if (is_registry_format(o.value_format)) {
+    schema::DeserializerOptions opts;
+    if (o.avro_reader_schema) {
+      opts.avro_reader_schema = read_file(*o.avro_reader_schema, "--avro-reader-schema");
+    }
+    value_decoder.emplace(o.value_format, registry, std::move(opts), "value");
+  }
+  if (is_registry_format(o.key_format)) {
+    key_decoder.emplace(o.key_format, registry, schema::DeserializerOptions{}, "key");
+  }
+
+  const auto vf = o.value_format == "raw"      ? ValueFormat::raw
+                  : o.value_format == "string" ? ValueFormat::string
+                                               : ValueFormat::json;
+  const auto kf = o.key_format == "raw" ? KeyFormat::raw : key_decoder ? KeyFormat::json : KeyFormat::string;
   auto sink = make_sink(o.sink, kf, vf);
   // The null sink throws the text away: validate without producing it.
   const bool discard = o.sink == "null";
 
   JsonDecoder decoder;
   std::string json;
+  std::string key_json;
   std::string error;
   std::uint64_t malformed = 0;
+  bool registry_failed = false;
+  std::string registry_error;
+  std::optional<Consumer> consumer;
+  // A record that cannot be decoded: to the dead-letter topic when there is
+  // one (with its original bytes), else written with the raw bytes and the
+  // reason next to them.
+  const auto undecodable = [&](const Message& m, DecodedValue& dv) {
+    ++malformed;
+    if (dead_letters) {
+      throw DecodeError(error);
+    }
+    spdlog::warn("kc: {}[{}] offset {}: {} (written with the raw bytes in base64)", m.topic(), to_int(m.partition()),
+                 to_int(m.offset()), error);
+    dv.error = error;
+    dv.json = {};
+    dv.key_json = {};
+  };
   Handler handler = [&](const Message& m) {
     DecodedValue dv;
-    if (vf == ValueFormat::json && m.value()) {
-      json.clear();
-      if (decoder.decode(*m.value(), json, error, discard ? JsonDecoder::Output::none : JsonDecoder::Output::line)) {
-        dv.json = json;
-      } else if (dead_letters) {
-        ++malformed;
-        throw DecodeError(error);  // to the dead-letter topic, with its original bytes
-      } else {
-        ++malformed;
-        spdlog::warn("kc: {}[{}] offset {}: {} (written with the raw value in base64)", m.topic(),
-                     to_int(m.partition()), to_int(m.offset()), error);
-        dv.error = error;
+    bool give_up = false;
+    try {
+      if (key_decoder && m.key()) {
+        if (key_decoder->decode(*m.key(), key_json, error, m.attempt() >= max_attempts, give_up)) {
+          dv.key_json = key_json;
+        } else {
+          undecodable(m, dv);
+        }
       }
+      if (dv.error.empty() && value_decoder && m.value()) {
+        if (value_decoder->decode(*m.value(), json, error, m.attempt() >= max_attempts, give_up)) {
+          dv.json = json;
+        } else {
+          undecodable(m, dv);
+        }
+      } else if (dv.error.empty() && vf == ValueFormat::json && m.value()) {
+        json.clear();
+        if (decoder.decode(*m.value(), json, error,
+                           discard ? JsonDecoder::Output::none : JsonDecoder::Output::line)) {
+          dv.json = json;
+        } else {
+          undecodable(m, dv);
+        }
+      }
+    } catch (const RetriableError& e) {
+      if (give_up && !registry_failed) {
+        // Stop without committing this record: a restart picks it up.
+        registry_failed = true;
+        registry_error = e.what();
+        spdlog::error("kc: {}[{}] offset {}: schema registry: {}; stopping", m.topic(), to_int(m.partition()),
+                      to_int(m.offset()), e.what());
+        consumer->stop();
+      }
+      throw;
     }
     sink->write(m, dv);
     return Outcome::done;
@@ -154,9 +281,9 @@ int run_consume(const ConsumeOptions& o) {
   ConsumerHooks hooks;
   hooks.before_commit = [&] { sink->flush(); };
 
-  Consumer consumer(std::move(cfg), std::move(handler), std::move(hooks));
-  stop_on_signals(consumer);
-  const auto result = consumer.run();
+  consumer.emplace(std::move(cfg), std::move(handler), std::move(hooks));
+  stop_on_signals(*consumer);
+  const auto result = consumer->run();
   sink->flush();
 
   const auto& st = result.stats;
@@ -178,6 +305,10 @@ int run_consume(const ConsumeOptions& o) {
                committed.empty() ? " (none)" : committed.c_str());
   if (result.reason == StopReason::fatal) {
     std::fprintf(stderr, "kc consume: fatal: %s\n", result.error.c_str());
+    return 1;
+  }
+  if (registry_failed) {
+    std::fprintf(stderr, "kc consume: stopped: schema registry: %s\n", registry_error.c_str());
     return 1;
   }
   return 0;
