@@ -6,12 +6,17 @@ BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 export KC_CACHE
 
-.PHONY: all deps build test unit demo bench asan clean
+.PHONY: all deps pydeps build test unit demo bench asan fuzz clean
 
 all: build
 
 deps:
 	@scripts/install-deps
+
+# ... and the Python virtualenv: confluent-kafka with its Schema Registry
+# serializers, the peer the integration tests cross-check against.
+pydeps:
+	@scripts/install-deps --python
 
 build: deps
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
@@ -25,9 +30,15 @@ asan: deps
 	@cmake --build $(BUILD)-asan
 	@cd $(BUILD)-asan && ctest -L 'unit|mock' --output-on-failure
 
-# Every test: unit, mock (librdkafka mock cluster) and integration (a real
-# Apache Kafka broker started by scripts/kafka on loopback).
-test: build asan
+# The libFuzzer targets (clang, ASan+UBSan), each for a short run on its
+# seed corpus; KC_FUZZ_SECONDS=600 make fuzz for a longer one.
+fuzz: deps
+	@KC_FUZZ_BUILD=$(abspath $(BUILD))-fuzz scripts/fuzz
+
+# Every test: unit, mock (librdkafka mock cluster), the fuzz targets briefly,
+# and integration (a real Apache Kafka broker started by scripts/kafka on
+# loopback; Python peers from the test virtualenv).
+test: pydeps build asan fuzz
 	@scripts/run-tests $(BUILD)
 
 unit: build
@@ -40,4 +51,4 @@ bench: deps
 	@bench/run
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz
