@@ -7,8 +7,10 @@ client libraries when they are there.
 
   harness.py run   --bootstrap B --topic T --messages N --kc PATH
                    --rdkafka-performance PATH --python PY --out DIR [options]
+                   [--scenario avro --registry URL]
   harness.py count --bootstrap B --topic T      (sum of high watermarks; needs confluent_kafka)
-  harness.py env   [--rdkafka-performance PATH]  (machine and versions, one "key: value" a line)
+  harness.py env   [--rdkafka-performance PATH] [--scenario avro]
+                   (machine and versions, one "key: value" a line)
 
 Every consumer runs as a child process in a fresh consumer group. The harness
 takes the wall-clock time from just before it starts the process to the
@@ -18,6 +20,13 @@ size"), plus the user+system CPU time. Wall-clock msg/s = messages / wall
 seconds is the primary figure for every consumer; the rate each tool reports
 itself (measured from its first assignment or first message) is shown next
 to it.
+
+Scenarios (--scenario): json (the default) -- the topic holds JSON order
+documents; kc validates them, the Python peers json.loads them. avro -- the
+topic holds the same orders Avro-encoded in Confluent's wire format
+(bench/order.avsc, registered in --registry); kc decodes them to JSON text
+(--value-format avro), confluent-kafka's AvroDeserializer to Python dicts
+(bench/peer_confluent_avro.py).
 """
 import argparse
 import json
@@ -39,6 +48,7 @@ RDPERF_RE = re.compile(
     r"% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms: (\d+) msgs/s")
 KC_RE = re.compile(
     r"kc consume: (.+?) after (\d+) records in ([\d.]+) s \((\d+) msg/s\)")
+KC_MALFORMED_RE = re.compile(r"\bmalformed (\d+)")
 RESULT_RE = re.compile(r"^RESULT (.*)$", re.M)
 
 
@@ -48,6 +58,8 @@ class Parsed:
     self_seconds: Optional[float] = None
     self_rate: Optional[float] = None
     detail: str = ""
+    value_bytes: Optional[int] = None  # payload bytes consumed, when the tool says
+    undecodable: int = 0               # records the tool counted but could not decode
 
 
 def parse_rdperf(out: str, err: str) -> Parsed:
@@ -57,7 +69,7 @@ def parse_rdperf(out: str, err: str) -> Parsed:
     if not m:
         return Parsed(detail="no summary line")
     return Parsed(int(m.group(1)), int(m.group(3)) / 1000.0, float(m.group(4)),
-                  "from first message")
+                  "from first message", int(m.group(2)))
 
 
 def parse_kc(out: str, err: str) -> Parsed:
@@ -66,8 +78,9 @@ def parse_kc(out: str, err: str) -> Parsed:
         pass
     if not m:
         return Parsed(detail="no summary line")
+    bad = KC_MALFORMED_RE.search(err, m.end())
     return Parsed(int(m.group(2)), float(m.group(3)), float(m.group(4)),
-                  f"from first assignment; {m.group(1)}")
+                  f"from first assignment; {m.group(1)}", undecodable=int(bad.group(1)) if bad else 0)
 
 
 def parse_result(out: str, err: str) -> Parsed:
@@ -113,6 +126,7 @@ class Run:
     self_seconds: Optional[float] = None
     self_rate: Optional[float] = None
     detail: str = ""
+    value_bytes: Optional[int] = None
     ok: bool = True
     problem: str = ""
     log_out: str = ""
@@ -187,13 +201,31 @@ def make_peers(a, all_peers: bool = False) -> list:
     kc = lambda fmt, *extra: (lambda g: [a.kc, "consume", "-b", a.bootstrap, "-g", g, "-t", a.topic,  # noqa: E731
                                          "--from-beginning", "--value-format", fmt, "--sink", "null",
                                          "--max-messages", str(n), *extra])
+    raw = Peer("raw", "rdkafka_performance (raw librdkafka)",
+               lambda g: [a.rdkafka_performance, "-C", "-G", g, "-t", a.topic, "-c", str(n),
+                          "-b", a.bootstrap, "-q"],
+               parse_rdperf, a.full_timeout,
+               note="high-level consumer, no decoding, auto-commit, queued.min.messages=1000000",
+               fast=True)
+    if a.scenario == "avro":
+        peers = [
+            raw,
+            Peer("kc-avro", "kc consume --value-format avro",
+                 kc("avro", "--schema-registry", a.registry), parse_kc, a.full_timeout,
+                 note="Avro binary to JSON text for every value (writer schema fetched once by id), "
+                      "at-least-once commits", fast=True),
+        ]
+        if a.diagnostics:
+            peers.append(Peer("kc-raw", "kc consume --value-format raw (diagnostic)", kc("raw"), parse_kc,
+                              a.full_timeout, note="no decoding", fast=True))
+        peers.append(Peer("confluent-avro", "confluent-kafka AvroDeserializer, guide batched loop",
+                          lambda g: [py, os.path.join(here, "peer_confluent_avro.py"), *common(g),
+                                     "--registry", a.registry, "--max-messages", str(n)],
+                          parse_result, a.full_timeout,
+                          note="AvroDeserializer (fastavro) to Python dicts, sync commit every 500 / 5 s"))
+        return select_peers(a, peers, all_peers)
     peers = [
-        Peer("raw", "rdkafka_performance (raw librdkafka)",
-             lambda g: [a.rdkafka_performance, "-C", "-G", g, "-t", a.topic, "-c", str(n),
-                        "-b", a.bootstrap, "-q"],
-             parse_rdperf, a.full_timeout,
-             note="high-level consumer, no decoding, auto-commit, queued.min.messages=1000000",
-             fast=True),
+        raw,
         Peer("kc", "kc consume --value-format json", kc("json"), parse_kc, a.full_timeout,
              note="simdjson validation, at-least-once commits", fast=True),
     ]
@@ -221,6 +253,11 @@ def make_peers(a, all_peers: bool = False) -> list:
              parse_result, a.kafka_python_seconds + 90, full=False,
              note=f"budget: {n:,} messages or {a.kafka_python_seconds:g} s"),
     ]
+    return select_peers(a, peers, all_peers)
+
+
+def select_peers(a, peers: list, all_peers: bool) -> list:
+    """The peers --only names (all of them without --only, or with all_peers)."""
     if a.only and not all_peers:
         want = set(a.only.split(","))
         unknown = want - {p.key for p in peers}
@@ -250,6 +287,7 @@ def run_one(a, peer: Peer, rep: int, prefix: str = "") -> Run:
         err = f.read()
     p = peer.parse(out, err)
     r.messages, r.self_seconds, r.self_rate, r.detail = p.messages, p.self_seconds, p.self_rate, p.detail
+    r.value_bytes = p.value_bytes
     problems = []
     if r.timed_out:
         problems.append(f"killed after {peer.timeout:g} s")
@@ -259,6 +297,10 @@ def run_one(a, peer: Peer, rep: int, prefix: str = "") -> Run:
         problems.append(p.detail)
     elif peer.full and r.messages != a.messages:
         problems.append(f"consumed {r.messages} of {a.messages}")
+    if p.undecodable:
+        # kc counts a record it could not decode as done (written with its raw
+        # bytes): a fast run of undecoded records must not pass as a result
+        problems.append(f"{p.undecodable} records did not decode")
     if problems:
         r.ok = False
         r.problem = "; ".join(problems)
@@ -309,16 +351,20 @@ def cmd_run(a) -> int:
     os.makedirs(a.out, exist_ok=True)
     a.run_id = a.run_id or time.strftime("%Y%m%d%H%M%S")
     peers = make_peers(a)
+    avro = a.scenario == "avro"
+    kc_key, peer_key = ("kc-avro", "confluent-avro") if avro else ("kc", "confluent")
     runs: dict = {}
+    warm_runs: list = []
     if a.warmup:
         # Unmeasured passes over the topic first: the data was just written,
         # and the broker's JIT and caches should be as warm for the first
         # measured consumer as for the last. Both rdkafka_performance and kc:
         # kc's commits exercise the broker's OffsetCommit path, which
         # rdkafka_performance (auto-commit) barely touches.
-        for warm in (p for p in make_peers(a, all_peers=True) if p.key in ("raw", "kc")):
+        for warm in (p for p in make_peers(a, all_peers=True) if p.key in ("raw", kc_key)):
             print(f"bench: warm-up pass with {warm.key} (not measured)", file=sys.stderr, flush=True)
             w = run_one(a, warm, 0, prefix=f"warmup-{warm.key}")
+            warm_runs.append(w)
             if not w.ok:
                 print("bench: warning: the warm-up pass failed", file=sys.stderr)
     a.total_reps = max(a.repeat, a.fast_repeat)
@@ -336,10 +382,20 @@ def cmd_run(a) -> int:
 
     out = []
     out.append("")
-    out.append(f"kc benchmark: {a.messages:,} JSON order messages, topic {a.topic} "
+    if avro:
+        # payload bytes per record as rdkafka_performance counted them (any
+        # of its runs, warm-up included): the Avro body plus the 5-byte
+        # Confluent header
+        sized = [r for rs in runs.values() for r in rs if r.value_bytes and r.messages]
+        sized += [w for w in warm_runs if w.value_bytes and w.messages]
+        avg = f"{sized[0].value_bytes / sized[0].messages:.0f}" if sized else "?"
+        what = f"Avro order messages ({avg} bytes avg)"
+    else:
+        what = "JSON order messages"
+    out.append(f"kc benchmark: {a.messages:,} {what}, topic {a.topic} "
                f"({a.partitions} partitions), broker {a.bootstrap}, "
                f"each row: the median run by wall msg/s")
-    out.append(("after two unmeasured warm-up passes over the topic (rdkafka_performance, kc); "
+    out.append((f"after two unmeasured warm-up passes over the topic (rdkafka_performance, {kc_key}); "
                 if a.warmup else "")
                + f"each consumer in a fresh group, one after another, {a.settle:g} s apart")
     out.append("wall = process start to exit (primary figure); self = the tool's own figure "
@@ -390,12 +446,13 @@ def cmd_run(a) -> int:
     def ratio(x, y):
         return f"{x / y:.2f}" if x and y else "n/a"
 
-    kc, raw, conf = rate("kc"), rate("raw"), rate("confluent")
-    kcs, raws, confs = rate("kc", True), rate("raw", True), rate("confluent", True)
-    out.append(f"self-reported (steady-state) ratios, for reference: kc/raw {ratio(kcs, raws)}, "
-               f"kc/confluent-kafka {ratio(kcs, confs)}")
-    out.append(f"ratio kc/raw: {ratio(kc, raw)}")
-    out.append(f"ratio kc/confluent-kafka: {ratio(kc, conf)}")
+    kc, raw, conf = rate(kc_key), rate("raw"), rate(peer_key)
+    kcs, raws, confs = rate(kc_key, True), rate("raw", True), rate(peer_key, True)
+    kc_name, peer_name = ("kc-avro", "confluent-avro") if avro else ("kc", "confluent-kafka")
+    out.append(f"self-reported (steady-state) ratios, for reference: {kc_name}/raw {ratio(kcs, raws)}, "
+               f"{kc_name}/{peer_name} {ratio(kcs, confs)}")
+    out.append(f"ratio {kc_name}/raw: {ratio(kc, raw)}")
+    out.append(f"ratio {kc_name}/{peer_name}: {ratio(kc, conf)}")
     text = "\n".join(out) + "\n"
     with open(os.path.join(a.out, "table.txt"), "w") as f:
         f.write(text)
@@ -454,6 +511,12 @@ def cmd_env(a) -> int:
         print(f"confluent-kafka: {v} (bundled librdkafka {lv})")
     except ImportError:
         print("confluent-kafka: not installed")
+    if a.scenario == "avro":
+        try:
+            import fastavro
+            print(f"fastavro (confluent-kafka's AvroDeserializer): {fastavro.__version__}")
+        except ImportError:
+            print("fastavro: not installed")
     try:
         import kafka
         print(f"kafka-python: {kafka.__version__}")
@@ -479,9 +542,14 @@ def main() -> int:
     r.add_argument("--out", required=True)
     r.add_argument("--run-id", default="")
     r.add_argument("--only", default="", help="comma list of peer keys "
-                   "(raw,kc,kc-raw,kc-commit50k,confluent,confluent-per-msg,kafka-python)")
+                   "(json: raw,kc,kc-raw,kc-commit50k,confluent,confluent-per-msg,kafka-python; "
+                   "avro: raw,kc-avro,kc-raw,confluent-avro)")
+    r.add_argument("--scenario", choices=("json", "avro"), default="json",
+                   help="what the topic holds: JSON order documents, or Avro-encoded orders "
+                        "(Confluent wire format; needs --registry)")
+    r.add_argument("--registry", default="", help="Schema Registry URL (avro scenario)")
     r.add_argument("--diagnostics", type=int, default=1,
-                   help="1: also run kc with --value-format raw and with --commit-every 50000")
+                   help="1: also run kc with --value-format raw and (json) with --commit-every 50000")
     r.add_argument("--broker-pid", type=int, default=0, help="pid of the broker, for its CPU time")
     r.add_argument("--started", type=float, default=0.0, help="epoch seconds bench/run started")
     r.add_argument("--produce-seconds", type=float, default=0.0)
@@ -497,7 +565,10 @@ def main() -> int:
     c.add_argument("--topic", required=True)
     e = sub.add_parser("env")
     e.add_argument("--rdkafka-performance", default="")
+    e.add_argument("--scenario", choices=("json", "avro"), default="json")
     a = ap.parse_args()
+    if a.cmd == "run" and a.scenario == "avro" and not a.registry:
+        ap.error("--scenario avro needs --registry URL")
     return {"run": cmd_run, "count": cmd_count, "env": cmd_env}[a.cmd](a)
 
 
