@@ -163,9 +163,10 @@ class Deserializer {
   /// Appends the decoded record as one line of JSON to `out`. Returns false
   /// with a one-line reason in `error` (and `out` unchanged) when the bytes
   /// are not a valid record: bad framing, unknown schema id, a payload that
-  /// does not match its schema, a limit exceeded. Throws kc::Error
-  /// (registry_unavailable, retriable) when the registry cannot be reached:
-  /// that is not the record's fault.
+  /// does not match its schema, a limit exceeded. Throws kc::Error when the
+  /// registry fails (registry_unavailable, retriable; registry_rejected, e.g.
+  /// a 401): that is not the record's fault. An id the registry did not know
+  /// is remembered for 30 s (records with it fail at once meanwhile).
   bool decode(Bytes in, std::string& out, std::string& error);
   /// Same, into a generic value (Avro natively; Protobuf and JSON through
   /// their JSON rendering).

@@ -177,24 +177,35 @@ struct Deserializer::Impl {
       cache.erase(it);
     }
     if (cache.size() >= kMaxEntries) {
-      cache.clear();  // rare: ten thousand live schema ids
+      // Failures go first (a flood of bad ids must not evict the schemas in
+      // use); all of it only with ten thousand live schema ids.
+      std::erase_if(cache, [](const auto& kv) { return !kv.second.compiled; });
+      if (cache.size() >= kMaxEntries) {
+        cache.clear();
+      }
     }
     Entry e;
+    std::shared_ptr<const RegisteredSchema> registered;
     try {
-      const auto registered = registry->schema_by_id(id);
-      if (registered->format != format) {
-        e.error = "schema id " + std::to_string(id) + " is a " + std::string(schema_type(registered->format)) +
-                  " schema, expected " + std::string(schema_type(format));
-      } else {
-        e.compiled = compile(format, *registry, *registered, avro_reader);
-      }
+      registered = registry->schema_by_id(id);
     } catch (const Error& ex) {
-      if (ex.code() == errc::registry_not_found) {
-        e.error = "schema id " + std::to_string(id) + " not found in the schema registry " + registry->display_url();
-      } else if (ex.code() == errc::schema_invalid) {
-        e.error = "schema id " + std::to_string(id) + ": " + ex.what();
-      } else {
+      if (ex.code() != errc::registry_not_found) {
         throw;
+      }
+      e.error = "schema id " + std::to_string(id) + " not found in the schema registry " + registry->display_url();
+    }
+    if (registered && registered->format != format) {
+      e.error = "schema id " + std::to_string(id) + " is a " + std::string(schema_type(registered->format)) +
+                " schema, expected " + std::string(schema_type(format));
+    } else if (registered) {
+      try {
+        e.compiled = compile(format, *registry, *registered, avro_reader);
+      } catch (const Error& ex) {
+        // A reference the registry does not have, or a schema that does not parse.
+        if (ex.code() != errc::registry_not_found && ex.code() != errc::schema_invalid) {
+          throw;
+        }
+        e.error = "schema id " + std::to_string(id) + ": " + ex.what();
       }
     }
     e.expires = now + kFailureTtl;
