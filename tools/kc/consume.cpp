@@ -292,12 +292,14 @@ int run_consume(const ConsumeOptions& o) {
   for (const auto& [tp, off] : st.committed) {
     committed += fmt::format(" {}[{}]={}", tp.topic, to_int(tp.partition), to_int(off));
   }
+  const std::string why_stopped =
+      registry_failed ? "stopped by a schema registry failure" : std::string(reason_text(result.reason));
   std::fprintf(stderr,
                "kc consume: %s after %llu records in %.2f s (%.0f msg/s)\n"
                "  done %llu, malformed %llu, retried %llu, dead-lettered %llu, failed %llu, commits ok %llu, "
                "commits failed %llu\n"
                "  committed offsets:%s\n",
-               std::string(reason_text(result.reason)).c_str(), static_cast<unsigned long long>(st.consumed), secs,
+               why_stopped.c_str(), static_cast<unsigned long long>(st.consumed), secs,
                secs > 0 ? static_cast<double>(st.consumed) / secs : 0.0, static_cast<unsigned long long>(st.done),
                static_cast<unsigned long long>(malformed), static_cast<unsigned long long>(st.retried),
                static_cast<unsigned long long>(st.dead_lettered), static_cast<unsigned long long>(st.failed),
