@@ -15,25 +15,18 @@ Prints one line on stdout:
     RESULT name=confluent-kafka-per-message messages=N seconds=S rate=R commits=C
 S is from the first partition assignment to the end of the last commit.
 """
-import argparse
 import json
 import sys
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
+import peer_common
+
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--topic", required=True)
-    ap.add_argument("--group", required=True)
-    ap.add_argument("--max-messages", type=int, default=100_000)
-    ap.add_argument("--max-seconds", type=float, default=30.0,
-                    help="stop after this long from the first assignment (0: no limit)")
-    ap.add_argument("--idle-seconds", type=float, default=30.0)
-    ap.add_argument("--name", default="confluent-kafka-per-message")
-    args = ap.parse_args()
+    args = peer_common.parser(__doc__, "confluent-kafka-per-message", max_messages=100_000,
+                              max_seconds=30.0).parse_args()
 
     conf = {
         "bootstrap.servers": args.bootstrap,
@@ -45,14 +38,8 @@ def main() -> int:
     }
 
     consumer = Consumer(conf)
-    assigned_at = None
-
-    def on_assign(_consumer, _partitions):
-        nonlocal assigned_at
-        if assigned_at is None:
-            assigned_at = time.monotonic()
-
-    consumer.subscribe([args.topic], on_assign=on_assign)
+    first_assignment = peer_common.FirstAssignment()
+    consumer.subscribe([args.topic], on_assign=first_assignment)
 
     consumed = 0
     commits = 0
@@ -61,11 +48,8 @@ def main() -> int:
     try:
         while consumed < args.max_messages:
             now = time.monotonic()
-            if args.max_seconds and assigned_at is not None and now - assigned_at >= args.max_seconds:
-                stop_reason = "time-budget"
-                break
-            if now - last_msg_at >= args.idle_seconds:
-                stop_reason = "idle"
+            if spent := peer_common.budget_spent(args, first_assignment.at, now, last_msg_at):
+                stop_reason = spent
                 break
 
             msg = consumer.poll(timeout=1.0)
@@ -89,10 +73,7 @@ def main() -> int:
     finally:
         consumer.close()
 
-    seconds = end - (assigned_at if assigned_at is not None else end)
-    rate = consumed / seconds if seconds > 0 else 0.0
-    print(f"RESULT name={args.name} messages={consumed} seconds={seconds:.3f} rate={rate:.0f} "
-          f"commits={commits} errors=0 stop={stop_reason}", flush=True)
+    peer_common.report(args.name, consumed, first_assignment.at, end, commits, 0, stop_reason)
     return 0 if consumed > 0 else 1
 
 

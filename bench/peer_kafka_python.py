@@ -12,33 +12,22 @@ Prints one line on stdout:
     RESULT name=kafka-python messages=N seconds=S rate=R commits=C
 S is from the first partition assignment to the end of the last commit.
 """
-import argparse
 import json
 import sys
 import time
 
 from kafka import KafkaConsumer
 
+import peer_common
+
 try:
     from kafka import ConsumerRebalanceListener
 except ImportError:  # older layouts
     from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
-COMMIT_INTERVAL_SECONDS = 5
-BATCH_SIZE = 500
-
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--topic", required=True)
-    ap.add_argument("--group", required=True)
-    ap.add_argument("--max-messages", type=int, default=1_000_000)
-    ap.add_argument("--max-seconds", type=float, default=120.0,
-                    help="stop after this long from the first assignment (0: no limit)")
-    ap.add_argument("--idle-seconds", type=float, default=30.0)
-    ap.add_argument("--name", default="kafka-python")
-    args = ap.parse_args()
+    args = peer_common.parser(__doc__, "kafka-python", max_seconds=120.0).parse_args()
 
     consumer = KafkaConsumer(
         bootstrap_servers=args.bootstrap,
@@ -71,7 +60,8 @@ def main() -> int:
         consumed += 1
         batch_count += 1
         now = time.monotonic()
-        if batch_count >= BATCH_SIZE or now - last_commit_time >= COMMIT_INTERVAL_SECONDS:
+        if (batch_count >= peer_common.BATCH_SIZE
+                or now - last_commit_time >= peer_common.COMMIT_INTERVAL_SECONDS):
             consumer.commit()  # synchronous
             commits += 1
             batch_count = 0
@@ -88,10 +78,7 @@ def main() -> int:
     end = time.monotonic()
     consumer.close(autocommit=False)
 
-    seconds = end - (assigned_at if assigned_at is not None else end)
-    rate = consumed / seconds if seconds > 0 else 0.0
-    print(f"RESULT name={args.name} messages={consumed} seconds={seconds:.3f} rate={rate:.0f} "
-          f"commits={commits} errors=0 stop={stop_reason}", flush=True)
+    peer_common.report(args.name, consumed, assigned_at, end, commits, 0, stop_reason)
     return 0 if consumed > 0 else 1
 
 

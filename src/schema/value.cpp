@@ -3,53 +3,14 @@
 #include <string>
 
 #include "kc/schema.hpp"
+#include "sink/text.hpp"
 
 namespace kc {
 namespace {
 
-constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-void append_base64(std::string& out, std::string_view in) {
-  std::size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    const auto n = (std::uint32_t(std::uint8_t(in[i])) << 16) | (std::uint32_t(std::uint8_t(in[i + 1])) << 8) |
-                   std::uint8_t(in[i + 2]);
-    out += kBase64[(n >> 18) & 63];
-    out += kBase64[(n >> 12) & 63];
-    out += kBase64[(n >> 6) & 63];
-    out += kBase64[n & 63];
-  }
-  if (const auto rest = in.size() - i; rest > 0) {
-    auto n = std::uint32_t(std::uint8_t(in[i])) << 16;
-    if (rest == 2) {
-      n |= std::uint32_t(std::uint8_t(in[i + 1])) << 8;
-    }
-    out += kBase64[(n >> 18) & 63];
-    out += kBase64[(n >> 12) & 63];
-    out += rest == 2 ? kBase64[(n >> 6) & 63] : '=';
-    out += '=';
-  }
-}
-
 void append_string(std::string& out, std::string_view s) {
   out += '"';
-  for (const char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
+  detail::append_json_escaped(out, s);
   out += '"';
 }
 
@@ -77,7 +38,7 @@ void append(std::string& out, const Value& v) {
           append_string(out, x);
         } else if constexpr (std::is_same_v<T, Value::Blob>) {
           out += '"';
-          append_base64(out, x.data);
+          detail::append_base64(out, x.data);
           out += '"';
         } else if constexpr (std::is_same_v<T, Value::Array>) {
           out += '[';

@@ -1,7 +1,6 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,11 +17,7 @@ namespace kc {
 namespace {
 
 void append_base64(std::string& out, Bytes b) {
-  const std::size_t at = out.size();
-  out.resize(at + 4 * ((b.size() + 2) / 3) + 1);
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + at),
-                                reinterpret_cast<const unsigned char*>(b.data()), static_cast<int>(b.size()));
-  out.resize(at + static_cast<std::size_t>(n));
+  detail::append_base64(out, {reinterpret_cast<const char*>(b.data()), b.size()});
 }
 
 void append_string(std::string& out, std::string_view s) {

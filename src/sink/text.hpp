@@ -1,5 +1,6 @@
-// Text helpers shared by the sinks, the dead-letter writer and the tool:
-// JSON string escaping and UTC timestamps. Private to kc.
+// Text helpers shared by the sinks, the dead-letter writer, the tool and the
+// schema modules: JSON string escaping, base64 and UTC timestamps. Private to
+// kc.
 #pragma once
 
 #include <chrono>
@@ -36,6 +37,45 @@ inline void append_json_escaped(std::string& out, std::string_view s) {
     }
   }
   out.append(s.data() + run, s.size() - run);
+}
+
+// Base64 by hand rather than OpenSSL's EVP_EncodeBlock: the schema modules
+// (kc_base, kc_schema_*) link no OpenSSL.
+inline constexpr char kBase64Alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Appends `in` as standard base64 (RFC 4648 alphabet, '=' padding, no line
+/// breaks).
+inline void append_base64(std::string& out, std::string_view in) {
+  std::size_t i = 0;
+  for (; i + 3 <= in.size(); i += 3) {
+    const auto n = (std::uint32_t(std::uint8_t(in[i])) << 16) | (std::uint32_t(std::uint8_t(in[i + 1])) << 8) |
+                   std::uint8_t(in[i + 2]);
+    out += kBase64Alphabet[(n >> 18) & 63];
+    out += kBase64Alphabet[(n >> 12) & 63];
+    out += kBase64Alphabet[(n >> 6) & 63];
+    out += kBase64Alphabet[n & 63];
+  }
+  if (const auto rest = in.size() - i; rest > 0) {
+    auto n = std::uint32_t(std::uint8_t(in[i])) << 16;
+    if (rest == 2) {
+      n |= std::uint32_t(std::uint8_t(in[i + 1])) << 8;
+    }
+    out += kBase64Alphabet[(n >> 18) & 63];
+    out += kBase64Alphabet[(n >> 12) & 63];
+    out += rest == 2 ? kBase64Alphabet[(n >> 6) & 63] : '=';
+    out += '=';
+  }
+}
+
+/// The value (0-63) of one standard base64 digit; -1 for any other
+/// character, '=' included.
+constexpr int base64_digit(char c) noexcept {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
 }
 
 /// `ms` since the epoch as ISO 8601 UTC with milliseconds

@@ -8,7 +8,7 @@
 // registry (tests/support/fake_registry.py, started per test), written with
 // produce_records (librdkafka directly), and read by build/bin/kc as a
 // subprocess. The registry's admin hooks (/_admin/fail, /_admin/stats,
-// /_admin/reset) are called with the curl command-line tool.
+// /_admin/reset) are called with registry_admin() (support/registry.hpp).
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
@@ -111,37 +111,6 @@ Finished run_kc(const TempDir& dir, const std::string& name, const std::vector<s
 std::string explain(const Finished& f) {
   return "\n  command: " + f.command + "\n  status: " + f.status.to_string() + "\n  stderr ends with:\n" +
          tail(f.err, 30);
-}
-
-// One HTTP call to the registry with the curl tool; returns the answer's
-// body. Throws Failure unless it answers 2xx.
-std::string http(const TempDir& dir, const std::string& method, const std::string& url, const std::string& body = {}) {
-  std::vector<std::string> args = {"-sS", "--fail-with-body", "--max-time", "10", "-X", method};
-  if (!body.empty()) {
-    args.insert(args.end(), {"-H", "Content-Type: application/json", "--data", body});
-  }
-  args.push_back(url);
-  Subprocess p("/usr/bin/curl", args, dir / "curl.out", dir / "curl.err");
-  const auto st = p.wait(20s);
-  if (!st || !st->ok()) {
-    throw Failure(method + " " + url + " failed: " + describe(p) + "\n  answer: " + p.stdout_text());
-  }
-  return p.stdout_text();
-}
-
-// GET /_admin/stats: requests by path.
-std::map<std::string, std::int64_t> registry_stats(const TempDir& dir, const FakeRegistry& r) {
-  const auto text = http(dir, "GET", r.url() + "/_admin/stats");
-  simdjson::dom::parser parser;
-  simdjson::dom::object by_path;
-  if (parser.parse(text)["by_path"].get(by_path) != simdjson::SUCCESS) {
-    throw Failure("/_admin/stats: unexpected answer: " + text);
-  }
-  std::map<std::string, std::int64_t> out;
-  for (auto [k, v] : by_path) {
-    out[std::string(k)] = v.get_int64().value();
-  }
-  return out;
 }
 
 // The requests for schemas by id (GET /schemas/ids/N), by path.
@@ -371,8 +340,8 @@ TEST(SchemaRegistryOutage, RegistryOutageStopsTheConsumerWithoutDeadLettering) {
   }
   produce_records(bs, topic, records);
 
-  http(dir, "POST", registry.url() + "/_admin/reset");
-  http(dir, "POST", registry.url() + "/_admin/fail", R"({"status":503,"count":100000})");
+  registry_admin(registry.url(), "POST", "/_admin/reset");
+  registry_admin(registry.url(), "POST", "/_admin/fail", R"({"status":503,"count":100000})");
 
   const auto group = unique_name("sr-tool-outage-group");
   const auto sink = dir / "kc.jsonl";
@@ -383,7 +352,7 @@ TEST(SchemaRegistryOutage, RegistryOutageStopsTheConsumerWithoutDeadLettering) {
   const auto first = run_kc(dir, "kc-outage", env, consume_args(bs, group, topic, sink, "avro", extra));
 
   // kc asked for the schema and was refused (the outage was real).
-  const auto during = by_id_requests(registry_stats(dir, registry));
+  const auto during = by_id_requests(registry_stats(registry.url()).by_path);
   EXPECT_FALSE(during.empty()) << "kc never asked the registry for the schema id";
 
   EXPECT_FALSE(first.status.signaled) << explain(first);
@@ -403,7 +372,7 @@ TEST(SchemaRegistryOutage, RegistryOutageStopsTheConsumerWithoutDeadLettering) {
   }
 
   // The registry is back: the same group reads every record, from the start.
-  http(dir, "POST", registry.url() + "/_admin/reset");
+  registry_admin(registry.url(), "POST", "/_admin/reset");
   const auto sink2 = dir / "kc2.jsonl";
   const auto second = run_kc(dir, "kc-after", env, consume_args(bs, group, topic, sink2, "avro", extra));
   ASSERT_TRUE(second.status.ok()) << explain(second);
@@ -529,7 +498,7 @@ TEST(SchemaRegistryRequests, RegistryAskedOncePerSchemaIdNotPerRecord) {
     records.push_back(std::move(r));
   }
   produce_records(bs, topic, records);
-  http(dir, "POST", registry.url() + "/_admin/reset");  // forget the test's own requests
+  registry_admin(registry.url(), "POST", "/_admin/reset");  // forget the test's own requests
 
   const auto sink = dir / "kc.jsonl";
   const auto kc = run_kc(dir, "kc-consume", {},
@@ -545,7 +514,7 @@ TEST(SchemaRegistryRequests, RegistryAskedOncePerSchemaIdNotPerRecord) {
   }
   EXPECT_EQ(with_channel, static_cast<std::size_t>(kCount / 2)) << "both versions were not decoded";
 
-  const auto stats = registry_stats(dir, registry);
+  const auto stats = registry_stats(registry.url()).by_path;
   const auto by_id = by_id_requests(stats);
   const std::map<std::string, std::int64_t> want = {{"/schemas/ids/" + std::to_string(v1.schema_id()), 1},
                                                     {"/schemas/ids/" + std::to_string(v2.schema_id()), 1}};

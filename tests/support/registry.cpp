@@ -1,5 +1,8 @@
 #include "support/registry.hpp"
 
+#include <curl/curl.h>
+#include <simdjson.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -21,6 +24,73 @@ std::string venv_python() {
     throw Failure("no test virtualenv at " + python.string() + ": run scripts/install-deps --python (make test does)");
   }
   return python.string();
+}
+
+std::string registry_admin(const std::string& base_url, const std::string& method, const std::string& path,
+                           const std::string& body, const std::string& ca_file) {
+  const std::string url = base_url + path;
+  const std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> c(curl_easy_init(), &curl_easy_cleanup);
+  const std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(
+      curl_slist_append(nullptr, "Content-Type: application/json"), &curl_slist_free_all);
+  if (!c || !headers) {
+    throw Failure(method + " " + url + ": cannot set up libcurl");
+  }
+  std::string out;
+  curl_easy_setopt(c.get(), CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c.get(), CURLOPT_CUSTOMREQUEST, method.c_str());
+  curl_easy_setopt(c.get(), CURLOPT_TIMEOUT_MS, 10000L);
+  if (!body.empty()) {
+    curl_easy_setopt(c.get(), CURLOPT_HTTPHEADER, headers.get());
+    curl_easy_setopt(c.get(), CURLOPT_POSTFIELDS, body.c_str());
+  }
+  if (!ca_file.empty()) {
+    curl_easy_setopt(c.get(), CURLOPT_CAINFO, ca_file.c_str());
+  }
+  curl_easy_setopt(
+      c.get(), CURLOPT_WRITEFUNCTION, +[](char* d, std::size_t s, std::size_t n, void* o) {
+        static_cast<std::string*>(o)->append(d, s * n);
+        return s * n;
+      });
+  curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &out);
+  if (const auto rc = curl_easy_perform(c.get()); rc != CURLE_OK) {
+    throw Failure(method + " " + url + ": " + curl_easy_strerror(rc));
+  }
+  long status = 0;
+  curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &status);
+  if (status < 200 || status >= 300) {
+    throw Failure(method + " " + url + ": HTTP " + std::to_string(status) + ": " + out);
+  }
+  return out;
+}
+
+std::int64_t RegistryStats::starting_with(std::string_view prefix) const {
+  std::int64_t n = 0;
+  for (const auto& [path, count] : by_path) {
+    if (path.starts_with(prefix)) {
+      n += count;
+    }
+  }
+  return n;
+}
+
+RegistryStats registry_stats(const std::string& base_url, const std::string& ca_file) {
+  const auto text = registry_admin(base_url, "GET", "/_admin/stats", "", ca_file);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  simdjson::dom::object by_path;
+  RegistryStats stats;
+  if (parser.parse(text).get(doc) != simdjson::SUCCESS || doc["requests"].get(stats.requests) != simdjson::SUCCESS ||
+      doc["by_path"].get(by_path) != simdjson::SUCCESS) {
+    throw Failure("GET " + base_url + "/_admin/stats: unexpected answer: " + text);
+  }
+  for (auto [path, count] : by_path) {
+    std::int64_t n = 0;
+    if (count.get(n) != simdjson::SUCCESS) {
+      throw Failure("GET " + base_url + "/_admin/stats: unexpected answer: " + text);
+    }
+    stats.by_path[std::string(path)] = n;
+  }
+  return stats;
 }
 
 FakeRegistry::FakeRegistry(std::vector<std::string> extra_args) : dir_("kc-registry") {

@@ -4,15 +4,13 @@ if(NOT TARGET kc_test_support)
   add_subdirectory(${PROJECT_SOURCE_DIR}/tests/support ${CMAKE_CURRENT_BINARY_DIR}/support)
 endif()
 
-find_package(CURL REQUIRED)
-
 kc_add_test(wire_format_test LABEL unit
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/wire_format_test.cpp
   LIBS kc_schema_registry)
 
 kc_add_test(schema_registry_test LABEL unit
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/schema_registry_test.cpp
-  LIBS kc_schema_registry kc::test_support simdjson::simdjson CURL::libcurl spdlog::spdlog fmt::fmt
+  LIBS kc_schema_registry kc::test_support spdlog::spdlog fmt::fmt
   TIMEOUT 120)
 target_compile_definitions(schema_registry_test PRIVATE
   KC_FAKE_REGISTRY="${PROJECT_SOURCE_DIR}/tests/support/fake_registry.py")

@@ -1,8 +1,6 @@
 // The Schema Registry client against tests/support/fake_registry.py (run with
 // the system python3), with TLS material made by the openssl CLI.
-#include <curl/curl.h>
 #include <gtest/gtest.h>
-#include <simdjson.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -16,6 +14,7 @@
 #include "kc/error.hpp"
 #include "kc/schema.hpp"
 #include "support/common.hpp"
+#include "support/registry.hpp"
 #include "support/subprocess.hpp"
 
 namespace kc::schema {
@@ -72,30 +71,6 @@ void run(std::vector<std::string> args, const TempDir& dir) {
   }
 }
 
-// A plain HTTP(S) request with libcurl, for the fake's /_admin hooks.
-std::string http(const std::string& method, const std::string& url, const std::string& body = {},
-                 const std::string& ca_file = {}) {
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> c(curl_easy_init(), &curl_easy_cleanup);
-  std::string out;
-  curl_easy_setopt(c.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c.get(), CURLOPT_CUSTOMREQUEST, method.c_str());
-  if (!body.empty()) {
-    curl_easy_setopt(c.get(), CURLOPT_POSTFIELDS, body.c_str());
-  }
-  if (!ca_file.empty()) {
-    curl_easy_setopt(c.get(), CURLOPT_CAINFO, ca_file.c_str());
-  }
-  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, +[](char* d, std::size_t s, std::size_t n, void* o) {
-    static_cast<std::string*>(o)->append(d, s * n);
-    return s * n;
-  });
-  curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &out);
-  if (const auto rc = curl_easy_perform(c.get()); rc != CURLE_OK) {
-    throw Failure(method + " " + url + ": " + curl_easy_strerror(rc));
-  }
-  return out;
-}
-
 /// fake_registry.py on a free port; killed by the destructor.
 class FakeRegistry {
  public:
@@ -118,25 +93,20 @@ class FakeRegistry {
   int port() const { return port_; }
 
   void fail(int status, int count) {
-    http("POST", root() + "/_admin/fail", fmt_json(status, count), admin_ca_);
+    test::registry_admin(root(), "POST", "/_admin/fail", fmt_json(status, count), admin_ca_);
   }
   void delay(int ms, int count) {
-    http("POST", root() + "/_admin/delay", "{\"ms\":" + std::to_string(ms) + ",\"count\":" + std::to_string(count) + "}",
-         admin_ca_);
+    test::registry_admin(root(), "POST", "/_admin/delay",
+                         "{\"ms\":" + std::to_string(ms) + ",\"count\":" + std::to_string(count) + "}", admin_ca_);
   }
   /// Requests the fake has seen, in total or for one path.
   std::int64_t seen(const std::string& path = {}) {
-    simdjson::dom::parser parser;
-    const auto body = http("GET", root() + "/_admin/stats", {}, admin_ca_);
-    const simdjson::dom::element doc = parser.parse(body);
+    const auto stats = test::registry_stats(root(), admin_ca_);
     if (path.empty()) {
-      return std::int64_t(doc["requests"]);
+      return stats.requests;
     }
-    std::int64_t n = 0;
-    if (doc["by_path"][path].get(n) != simdjson::SUCCESS) {
-      n = 0;
-    }
-    return n;
+    const auto it = stats.by_path.find(path);
+    return it == stats.by_path.end() ? 0 : it->second;
   }
   std::string log() const { return proc_->stderr_text(); }
 

@@ -5,9 +5,7 @@ if(NOT TARGET kc_test_support)
   add_subdirectory(${PROJECT_SOURCE_DIR}/tests/support ${CMAKE_CURRENT_BINARY_DIR}/support)
 endif()
 
-find_package(CURL REQUIRED)
-
 kc_add_test(serde_test LABEL unit
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/serde_test.cpp
-  LIBS kc::test_support simdjson::simdjson CURL::libcurl
+  LIBS kc::test_support simdjson::simdjson
   TIMEOUT 120)

@@ -3,7 +3,6 @@
 // per-id schema cache and the failure cache (counted with the fake's
 // /_admin/stats), registry outages, JSON Schema validation, Avro reader
 // schemas, limits, and auto_register=false.
-#include <curl/curl.h>
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
@@ -29,27 +28,6 @@ using namespace std::chrono_literals;
 
 // ---------------------------------------------------------------- fixtures
 
-// A plain HTTP request with libcurl, for the fake's /_admin hooks (never
-// through the client under test).
-std::string http(const std::string& method, const std::string& url, const std::string& body = {}) {
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> c(curl_easy_init(), &curl_easy_cleanup);
-  std::string out;
-  curl_easy_setopt(c.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c.get(), CURLOPT_CUSTOMREQUEST, method.c_str());
-  if (!body.empty()) {
-    curl_easy_setopt(c.get(), CURLOPT_POSTFIELDS, body.c_str());
-  }
-  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, +[](char* d, std::size_t s, std::size_t n, void* o) {
-    static_cast<std::string*>(o)->append(d, s * n);
-    return s * n;
-  });
-  curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &out);
-  if (const auto rc = curl_easy_perform(c.get()); rc != CURLE_OK) {
-    throw test::Failure(method + " " + url + ": " + curl_easy_strerror(rc));
-  }
-  return out;
-}
-
 /// The fake registry with its admin hooks.
 class Registry {
  public:
@@ -57,27 +35,16 @@ class Registry {
 
   /// The next `count` API requests fail with `status`.
   void fail(int status, int count) {
-    http("POST", url() + "/_admin/fail",
-         "{\"status\":" + std::to_string(status) + ",\"count\":" + std::to_string(count) + "}");
+    test::registry_admin(url(), "POST", "/_admin/fail",
+                         "{\"status\":" + std::to_string(status) + ",\"count\":" + std::to_string(count) + "}");
   }
   /// Zeroes the statistics and cancels pending faults.
-  void reset() { http("POST", url() + "/_admin/reset", "{}"); }
+  void reset() { test::registry_admin(url(), "POST", "/_admin/reset", "{}"); }
 
   /// API requests seen whose path starts with `prefix` (all when empty).
   std::int64_t seen(std::string_view prefix = {}) {
-    simdjson::dom::parser parser;
-    const auto body = http("GET", url() + "/_admin/stats");
-    const simdjson::dom::element doc = parser.parse(body);
-    if (prefix.empty()) {
-      return std::int64_t(doc["requests"]);
-    }
-    std::int64_t n = 0;
-    for (auto [path, count] : doc["by_path"].get_object()) {
-      if (path.substr(0, prefix.size()) == prefix) {
-        n += std::int64_t(count);
-      }
-    }
-    return n;
+    const auto stats = test::registry_stats(url());
+    return prefix.empty() ? stats.requests : stats.starting_with(prefix);
   }
   /// GET /schemas/ids/{id} requests (the deserializer's only kind).
   std::int64_t id_requests() { return seen("/schemas/ids/"); }
@@ -189,6 +156,23 @@ std::optional<Error> expect_error(F&& f, errc code) {
   return std::nullopt;
 }
 
+// Decodes `record` to JSON text, which must succeed and equal `doc` up to key
+// order and number spelling (see canonical()).
+void expect_decodes_to(Deserializer& de, const std::string& record, std::string_view doc) {
+  std::string out;
+  std::string error;
+  ASSERT_TRUE(de.decode(bytes(record), out, error)) << error;
+  EXPECT_EQ(canonical(out), canonical(doc)) << out;
+}
+
+// Decodes `record` to a Value, which must succeed.
+Value decode_value(Deserializer& de, const std::string& record) {
+  Value v;
+  std::string error;
+  EXPECT_TRUE(de.decode(bytes(record), v, error)) << error;
+  return v;
+}
+
 // ---------------------------------------------------------------- schemas
 
 const std::string kAvroOrder = R"({"type":"record","name":"Order","namespace":"shop","fields":[
@@ -235,6 +219,15 @@ const std::string kJsonSchema = R"({
   "additionalProperties": false
 })";
 
+// kAvroOrderDoc encoded by a Serializer that registers kAvroOrder under
+// "orders-value": a framed record.
+std::string avro_order_record(const std::shared_ptr<SchemaRegistry>& reg) {
+  Serializer ser(Format::avro, reg, schema(Format::avro, kAvroOrder), subject("orders-value"));
+  std::string record;
+  ser.encode(kAvroOrderDoc, record);
+  return record;
+}
+
 // ---------------------------------------------------------------- round trips
 
 TEST(Serde, AvroRoundTripsAJsonDocument) {
@@ -251,23 +244,16 @@ TEST(Serde, AvroRoundTripsAJsonDocument) {
   EXPECT_EQ(record, frame(ser.schema_id(), record.substr(5)));
 
   Deserializer de(Format::avro, reg);
-  std::string out;
-  std::string error;
-  ASSERT_TRUE(de.decode(bytes(record), out, error)) << error;
-  EXPECT_EQ(canonical(out), canonical(kAvroOrderDoc)) << out;
+  expect_decodes_to(de, record, kAvroOrderDoc);
 }
 
 TEST(Serde, AvroDecodesToValueWithBlobsAndFieldsInSchemaOrder) {
   Registry fake;
   const auto reg = client(fake.url());
-  Serializer ser(Format::avro, reg, schema(Format::avro, kAvroOrder), subject("orders-value"));
-  std::string record;
-  ser.encode(kAvroOrderDoc, record);
+  const std::string record = avro_order_record(reg);
 
   Deserializer de(Format::avro, reg);
-  Value v;
-  std::string error;
-  ASSERT_TRUE(de.decode(bytes(record), v, error)) << error;
+  const Value v = decode_value(de, record);
   const auto* obj = std::get_if<Value::Object>(&v.variant());
   ASSERT_NE(obj, nullptr) << v.to_json();
   std::vector<std::string> names;
@@ -297,13 +283,9 @@ TEST(Serde, ProtobufRoundTripsTheFirstMessage) {
   EXPECT_EQ(record[5], '\0') << "the first message is written as the single index byte 0";
 
   Deserializer de(Format::protobuf, reg);
-  std::string out;
-  std::string error;
-  ASSERT_TRUE(de.decode(bytes(record), out, error)) << error;
-  EXPECT_EQ(canonical(out), canonical(doc)) << out;
+  expect_decodes_to(de, record, doc);
 
-  Value v;
-  ASSERT_TRUE(de.decode(bytes(record), v, error)) << error;
+  const Value v = decode_value(de, record);
   ASSERT_NE(v.find("customer"), nullptr) << v.to_json();
   EXPECT_EQ(*v.find("customer"), Value(std::string("ann")));
 }
@@ -332,11 +314,7 @@ TEST(Serde, ProtobufNonFirstMessageCarriesItsIndexPathAndDecodes) {
     ASSERT_GE(record.size(), 5 + c.indexes.size());
     EXPECT_EQ(record.substr(0, 5), frame(ser.schema_id(), ""));
     EXPECT_EQ(record.substr(5, c.indexes.size()), c.indexes);
-
-    std::string out;
-    std::string error;
-    ASSERT_TRUE(de.decode(bytes(record), out, error)) << error;
-    EXPECT_EQ(canonical(out), canonical(c.doc)) << out;
+    expect_decodes_to(de, record, c.doc);
   }
 }
 
@@ -350,13 +328,9 @@ TEST(Serde, JsonSchemaRoundTripsAJsonDocument) {
   EXPECT_EQ(record.substr(0, 5), frame(ser.schema_id(), ""));
 
   Deserializer de(Format::json, reg);
-  std::string out;
-  std::string error;
-  ASSERT_TRUE(de.decode(bytes(record), out, error)) << error;
-  EXPECT_EQ(canonical(out), canonical(doc)) << out;
+  expect_decodes_to(de, record, doc);
 
-  Value v;
-  ASSERT_TRUE(de.decode(bytes(record), v, error)) << error;
+  const Value v = decode_value(de, record);
   ASSERT_NE(v.find("id"), nullptr) << v.to_json();
   EXPECT_EQ(*v.find("id"), Value(std::int64_t{3}));
 }
@@ -461,9 +435,7 @@ TEST(Serde, SchemaIdOfAnotherFormatIsADecodeErrorNamingBothTypes) {
 TEST(Serde, RegistryDownThrowsRetriableAndLeavesOutUnchanged) {
   Registry fake;
   const auto reg = client(fake.url());
-  Serializer ser(Format::avro, reg, schema(Format::avro, kAvroOrder), subject("orders-value"));
-  std::string record;
-  ser.encode(kAvroOrderDoc, record);
+  const std::string record = avro_order_record(reg);
 
   Deserializer de(Format::avro, reg);
   fake.fail(503, 1000);
@@ -547,21 +519,15 @@ TEST(Serde, AvroReaderSchemaAddsAFieldWithItsDefault) {
   DeserializerOptions options;
   options.avro_reader_schema = kAvroV2;
   Deserializer de(Format::avro, reg, options);
-  std::string out;
-  std::string error;
-  ASSERT_TRUE(de.decode(bytes(record), out, error)) << error;
-  EXPECT_EQ(canonical(out), canonical(R"({"id":5,"currency":"EUR"})")) << out;
+  expect_decodes_to(de, record, R"({"id":5,"currency":"EUR"})");
 
-  Value v;
-  ASSERT_TRUE(de.decode(bytes(record), v, error)) << error;
+  const Value v = decode_value(de, record);
   EXPECT_EQ(v, Value(Value::Object{{"id", Value(std::int64_t{5})}, {"currency", Value(std::string("EUR"))}}))
       << v.to_json();
 
   // Without the reader schema the record keeps its writer's shape.
   Deserializer plain(Format::avro, reg);
-  out.clear();
-  ASSERT_TRUE(plain.decode(bytes(record), out, error)) << error;
-  EXPECT_EQ(canonical(out), canonical(R"({"id":5})")) << out;
+  expect_decodes_to(plain, record, R"({"id":5})");
 }
 
 // ---------------------------------------------------------------- limits
@@ -569,9 +535,7 @@ TEST(Serde, AvroReaderSchemaAddsAFieldWithItsDefault) {
 TEST(Serde, PayloadOverMaxBytesIsRefusedBeforeAnyRegistryRequest) {
   Registry fake;
   const auto reg = client(fake.url());
-  Serializer ser(Format::avro, reg, schema(Format::avro, kAvroOrder), subject("orders-value"));
-  std::string record;
-  ser.encode(kAvroOrderDoc, record);
+  const std::string record = avro_order_record(reg);
   fake.reset();
 
   for (const auto format : {Format::avro, Format::protobuf, Format::json}) {

@@ -13,6 +13,7 @@
 
 #include "kc/error.hpp"
 #include "schema/avro/internal.hpp"
+#include "sink/text.hpp"
 
 namespace kc::schema::detail::avro {
 namespace {
@@ -35,15 +36,6 @@ void write_long(std::string& out, std::int64_t v) {
   out.append(buf, n);
 }
 
-int b64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
 // Standard base64; the padding may be omitted.
 bool base64_decode(std::string_view in, std::string& out) {
   out.clear();
@@ -56,7 +48,7 @@ bool base64_decode(std::string_view in, std::string& out) {
   std::uint32_t acc = 0;
   int bits = 0;
   for (const char c : in) {
-    const int v = b64_value(c);
+    const int v = kc::detail::base64_digit(c);
     if (v < 0) {
       return false;
     }

@@ -27,6 +27,7 @@
 #include <unordered_map>
 
 #include "kc/error.hpp"
+#include "sink/text.hpp"
 
 namespace kc::schema::detail::protobuf {
 
@@ -92,14 +93,6 @@ std::string label_of(std::string_view name) {
 bool decode_base64(std::string_view in, std::string& out) {
   while (!in.empty() && (in.back() == '\n' || in.back() == '\r' || in.back() == ' ')) in.remove_suffix(1);
   if (in.empty() || in.size() % 4 != 0) return false;
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
   out.clear();
   out.reserve(in.size() / 4 * 3);
   for (std::size_t i = 0; i < in.size(); i += 4) {
@@ -114,7 +107,7 @@ bool decode_base64(std::string_view in, std::string& out) {
         continue;
       }
       if (pad > 0) return false;  // '=' only at the very end
-      v[k] = value(c);
+      v[k] = kc::detail::base64_digit(c);
       if (v[k] < 0) return false;
     }
     const auto n = static_cast<unsigned>((v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3]);
