@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <fstream>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <utility>
@@ -519,6 +520,68 @@ TEST(SchemaRegistryRequests, RegistryAskedOncePerSchemaIdNotPerRecord) {
   const std::map<std::string, std::int64_t> want = {{"/schemas/ids/" + std::to_string(v1.schema_id()), 1},
                                                     {"/schemas/ids/" + std::to_string(v2.schema_id()), 1}};
   EXPECT_EQ(by_id, want) << "requests by id: " << show(by_id) << "; all requests: " << show(stats);
+}
+
+// JSON Schema documents that break their registered schema are dead letters
+// (byte for byte) when validating, the default; --no-schema-validation lets
+// them through as long as they are JSON.
+TEST(SchemaValidation, InvalidJsonSchemaDocumentsAreDeadLetteredUnlessValidationIsOff) {
+  const auto bs = bootstrap();
+  TempDir dir("kc-sr-tool-validation");
+  FakeRegistry registry;
+  const auto topic = unique_name("sr-tool-validation");
+  create_topic(bs, topic, 1);
+  create_topic(bs, topic + ".dead-letter", 1);
+
+  auto reg = client(registry.url());
+  auto values = serializer(schema::Format::json, reg, kValueJsonSchema, topic + "-value");
+  // The serializer validates too: frame the invalid documents by hand.
+  std::string header(1, '\0');
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    header += static_cast<char>((values.schema_id() >> shift) & 0xff);
+  }
+  std::vector<Record> records;
+  constexpr int kCount = 20;
+  std::set<int> invalid;
+  for (int i = 0; i < kCount; ++i) {
+    Record r;
+    if (i % 5 == 2) {
+      r.value = header + R"({"order_id":"ord-)" + std::to_string(i) + R"(","qty":"three","amount":1,"tags":[]})";
+      invalid.insert(i);
+    } else {
+      r.value = encode(values, value_json(i));
+    }
+    records.push_back(std::move(r));
+  }
+  produce_records(bs, topic, records);
+
+  const auto validated = run_kc(dir, "kc-validate", {},
+                                consume_args(bs, unique_name("sr-tool-group"), topic, dir / "validated.jsonl",
+                                             "jsonschema",
+                                             {"--schema-registry", registry.url(), "--dlq-topic", "{topic}.dead-letter",
+                                              "--max-messages", std::to_string(kCount), "--idle-exit-ms", "15000"}));
+  ASSERT_TRUE(validated.status.ok()) << explain(validated);
+  EXPECT_EQ(sink_lines(dir / "validated.jsonl").size(), kCount - invalid.size());
+  const auto dead = read_topic(bs, topic + ".dead-letter");
+  ASSERT_EQ(dead.size(), invalid.size());
+  for (const auto& d : dead) {
+    const auto offset = std::stoi(d.header("kc.dlq.source.offset").value_or("-1"));
+    EXPECT_TRUE(invalid.count(offset)) << offset;
+    EXPECT_EQ(d.value, records[static_cast<std::size_t>(offset)].value);
+    EXPECT_NE(d.header("kc.dlq.error.message").value_or("").find("qty"), std::string::npos)
+        << d.header("kc.dlq.error.message").value_or("");
+  }
+
+  const auto unchecked = run_kc(dir, "kc-no-validation", {},
+                                consume_args(bs, unique_name("sr-tool-group"), topic, dir / "unchecked.jsonl",
+                                             "jsonschema",
+                                             {"--schema-registry", registry.url(), "--no-schema-validation",
+                                              "--max-messages", std::to_string(kCount), "--idle-exit-ms", "15000"}));
+  ASSERT_TRUE(unchecked.status.ok()) << explain(unchecked);
+  const auto lines = sink_lines(dir / "unchecked.jsonl");
+  ASSERT_EQ(lines.size(), static_cast<std::size_t>(kCount));
+  EXPECT_TRUE(json_equal(lines.at({0, 2}).value, R"({"order_id":"ord-2","qty":"three","amount":1,"tags":[]})"))
+      << lines.at({0, 2}).text;
 }
 
 }  // namespace

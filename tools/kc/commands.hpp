@@ -34,6 +34,7 @@ struct ConsumeOptions {
   bool retry_topics = false;
   RegistryOptions registry;
   std::optional<std::string> avro_reader_schema;  // file
+  bool no_schema_validation = false;             // jsonschema: skip validation
 };
 
 struct ProduceOptions {

@@ -43,6 +43,8 @@ void add_consume_command(CLI::App& app, ConsumeOptions& o) {
   add_registry_options(c, o.registry);
   c->add_option("--avro-reader-schema", o.avro_reader_schema,
                 "Avro reader schema file: every record is resolved to it (schema evolution)");
+  c->add_flag("--no-schema-validation", o.no_schema_validation,
+              "jsonschema: do not validate documents against their registered schema (still checked as JSON)");
   c->add_option("--sink", o.sink, "stdout | jsonl:PATH | null");
   c->add_option("--max-messages", o.max_messages, "exit cleanly (final commit) after N records");
   c->add_option("--idle-exit-ms", o.idle_exit_ms, "exit cleanly after N ms without a record, counted from assignment");
@@ -202,10 +204,13 @@ int run_consume(const ConsumeOptions& o) {
     if (o.avro_reader_schema) {
       opts.avro_reader_schema = read_file(*o.avro_reader_schema, "--avro-reader-schema");
     }
+    opts.validate_json = !o.no_schema_validation;
     value_decoder.emplace(o.value_format, registry, std::move(opts), "value");
   }
   if (is_registry_format(o.key_format)) {
-    key_decoder.emplace(o.key_format, registry, schema::DeserializerOptions{}, "key");
+    schema::DeserializerOptions opts;
+    opts.validate_json = !o.no_schema_validation;
+    key_decoder.emplace(o.key_format, registry, std::move(opts), "key");
   }
 
   const auto vf = o.value_format == "raw"      ? ValueFormat::raw
