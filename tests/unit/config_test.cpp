@@ -141,3 +141,42 @@ TEST(Config, FileErrorsNameFileLineAndKey) {
   std::filesystem::remove(bad_key);
   std::filesystem::remove(bad_syntax);
 }
+
+TEST(Config, SchemaRegistrySettingsComeFromFileAndEnv) {
+  const auto path = write_file("kc-config-registry", R"(
+[schema_registry]
+url = "https://registry.example:8081/apis/ccompat/v7"
+timeout_ms = 2500
+max_retries = 5
+cache_capacity = 64
+verify_tls = false
+)");
+  ConsumerConfig c;
+  c.load_file(path);
+  std::filesystem::remove(path);
+  EXPECT_EQ(c.schema_registry.url, "https://registry.example:8081/apis/ccompat/v7");
+  EXPECT_EQ(c.schema_registry.timeout, std::chrono::milliseconds(2500));
+  EXPECT_EQ(c.schema_registry.max_retries, 5);
+  EXPECT_EQ(c.schema_registry.cache_capacity, 64u);
+  EXPECT_FALSE(c.schema_registry.verify_tls);
+
+  const char* env[] = {"KC_SCHEMA_REGISTRY_BASIC_AUTH=svc:pa55", "KC_SCHEMA_REGISTRY_CA_FILE=/etc/ca.pem",
+                       "KC_SR_STATE=/tmp/ignored.state", nullptr};
+  c.load_env(env);
+  EXPECT_EQ(c.schema_registry.basic_auth, "svc:pa55");
+  EXPECT_EQ(c.schema_registry.ca_file, "/etc/ca.pem");
+}
+
+TEST(Config, BadRegistrySecretIsNamedByKeyNotEchoed) {
+  ConsumerConfig c;
+  try {
+    c.set("schema_registry.basic_auth", "no-colon-SECRET", "env KC_SCHEMA_REGISTRY_BASIC_AUTH");
+    FAIL() << "expected an error";
+  } catch (const kc::Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("schema_registry.basic_auth"), std::string::npos) << what;
+    EXPECT_EQ(what.find("SECRET"), std::string::npos) << what;
+  }
+  expect_error([&] { c.set("schema_registry.url", "registry:8081", "flag --schema-registry"); },
+               kc::errc::config_invalid_value, "schema_registry.url");
+}
