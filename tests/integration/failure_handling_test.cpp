@@ -38,6 +38,7 @@
 #include "kc/message.hpp"
 #include "support/common.hpp"
 #include "support/jsonl.hpp"
+#include "support/json.hpp"
 #include "support/kafka.hpp"
 #include "support/kc_tool.hpp"
 #include "support/records.hpp"
@@ -318,32 +319,6 @@ std::vector<SinkLine> read_sink(const std::filesystem::path& path) {
                     std::string(line.substr(0, 300)) + "'");
     }
     out.push_back(std::move(*parsed));
-  }
-  return out;
-}
-
-std::string base64(std::string_view in) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const auto n = static_cast<std::uint32_t>(static_cast<unsigned char>(in[i])) << 16 |
-                   static_cast<std::uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8 |
-                   static_cast<std::uint32_t>(static_cast<unsigned char>(in[i + 2]));
-    out += kAlphabet[n >> 18 & 63];
-    out += kAlphabet[n >> 12 & 63];
-    out += kAlphabet[n >> 6 & 63];
-    out += kAlphabet[n & 63];
-  }
-  if (i < in.size()) {
-    std::uint32_t n = static_cast<std::uint32_t>(static_cast<unsigned char>(in[i])) << 16;
-    if (i + 1 < in.size()) {
-      n |= static_cast<std::uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8;
-    }
-    out += kAlphabet[n >> 18 & 63];
-    out += kAlphabet[n >> 12 & 63];
-    out += i + 1 < in.size() ? kAlphabet[n >> 6 & 63] : '=';
-    out += '=';
   }
   return out;
 }

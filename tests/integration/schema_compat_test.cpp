@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "support/common.hpp"
+#include "support/json.hpp"
 #include "support/kafka.hpp"
 #include "support/kc_tool.hpp"
 #include "support/records.hpp"
@@ -47,77 +48,6 @@ void run_ok(const std::string& path, const std::vector<std::string>& args, const
   const auto st = p.wait(timeout);
   ASSERT_TRUE(st.has_value()) << name << " did not finish in " << timeout.count() << " s: " << describe(p);
   ASSERT_TRUE(st->ok()) << describe(p);
-}
-
-// JSON values equal, numbers compared with float32 tolerance (Avro float,
-// Protobuf float), strings exactly; `why` names the first difference.
-bool same_json(simdjson::dom::element a, simdjson::dom::element b, const std::string& path, std::string& why) {
-  using T = simdjson::dom::element_type;
-  const auto is_num = [](T t) { return t == T::INT64 || t == T::UINT64 || t == T::DOUBLE; };
-  if (is_num(a.type()) && is_num(b.type())) {
-    if (a.type() != T::DOUBLE && b.type() != T::DOUBLE) {
-      if (simdjson::to_string(a) == simdjson::to_string(b)) {
-        return true;
-      }
-    } else {
-      const double x = a.get_double().value_unsafe();
-      const double y = b.get_double().value_unsafe();
-      if (x == y || std::fabs(x - y) <= 1e-6 * std::max(std::fabs(x), std::fabs(y))) {
-        return true;
-      }
-    }
-    why = path + ": " + std::string(simdjson::to_string(a)) + " != " + std::string(simdjson::to_string(b));
-    return false;
-  }
-  if (a.type() != b.type()) {
-    why = path + ": " + std::string(simdjson::to_string(a)) + " != " + std::string(simdjson::to_string(b));
-    return false;
-  }
-  switch (a.type()) {
-    case T::ARRAY: {
-      const auto x = a.get_array().value_unsafe();
-      const auto y = b.get_array().value_unsafe();
-      if (x.size() != y.size()) {
-        why = path + ": array sizes " + std::to_string(x.size()) + " != " + std::to_string(y.size());
-        return false;
-      }
-      auto it = y.begin();
-      std::size_t i = 0;
-      for (auto e : x) {
-        if (!same_json(e, *it, path + "[" + std::to_string(i) + "]", why)) {
-          return false;
-        }
-        ++it;
-        ++i;
-      }
-      return true;
-    }
-    case T::OBJECT: {
-      const auto x = a.get_object().value_unsafe();
-      const auto y = b.get_object().value_unsafe();
-      if (x.size() != y.size()) {
-        why = path + ": objects " + std::string(simdjson::to_string(a)) + " vs " + std::string(simdjson::to_string(b));
-        return false;
-      }
-      for (auto [k, v] : x) {
-        simdjson::dom::element other;
-        if (y.at_key(k).get(other) != simdjson::SUCCESS) {
-          why = path + "." + std::string(k) + ": missing on the right";
-          return false;
-        }
-        if (!same_json(v, other, path + "." + std::string(k), why)) {
-          return false;
-        }
-      }
-      return true;
-    }
-    default:
-      if (simdjson::to_string(a) != simdjson::to_string(b)) {
-        why = path + ": " + std::string(simdjson::to_string(a)) + " != " + std::string(simdjson::to_string(b));
-        return false;
-      }
-      return true;
-  }
 }
 
 // key -> value (minified JSON) of a file of {"key":..., "value":...} lines

@@ -24,6 +24,7 @@
 
 #include "kc/schema.hpp"
 #include "support/common.hpp"
+#include "support/json.hpp"
 #include "support/kafka.hpp"
 #include "support/kc_tool.hpp"
 #include "support/records.hpp"
@@ -133,58 +134,6 @@ std::string show(const std::map<std::string, std::int64_t>& m) {
   return s + "}";
 }
 
-// JSON values equal: objects regardless of member order, numbers by value.
-bool json_equal(simdjson::dom::element a, simdjson::dom::element b) {
-  using T = simdjson::dom::element_type;
-  const auto is_num = [](T t) { return t == T::INT64 || t == T::UINT64 || t == T::DOUBLE; };
-  if (is_num(a.type()) && is_num(b.type())) {
-    return a.get_double().value() == b.get_double().value();
-  }
-  if (a.type() != b.type()) {
-    return false;
-  }
-  switch (a.type()) {
-    case T::ARRAY: {
-      const auto x = a.get_array().value();
-      const auto y = b.get_array().value();
-      if (x.size() != y.size()) {
-        return false;
-      }
-      auto it = y.begin();
-      for (auto e : x) {
-        if (!json_equal(e, *it)) {
-          return false;
-        }
-        ++it;
-      }
-      return true;
-    }
-    case T::OBJECT: {
-      const auto x = a.get_object().value();
-      const auto y = b.get_object().value();
-      if (x.size() != y.size()) {
-        return false;
-      }
-      for (auto [k, v] : x) {
-        simdjson::dom::element other;
-        if (y.at_key(k).get(other) != simdjson::SUCCESS || !json_equal(v, other)) {
-          return false;
-        }
-      }
-      return true;
-    }
-    default: return simdjson::to_string(a) == simdjson::to_string(b);
-  }
-}
-
-bool json_equal(const std::string& a, const std::string& b) {
-  simdjson::dom::parser pa;
-  simdjson::dom::parser pb;
-  simdjson::dom::element x;
-  simdjson::dom::element y;
-  return pa.parse(a).get(x) == simdjson::SUCCESS && pb.parse(b).get(y) == simdjson::SUCCESS && json_equal(x, y);
-}
-
 // One jsonl sink line: its key and value as minified JSON ("null" for null).
 struct Line {
   std::string key;
@@ -216,25 +165,6 @@ std::map<std::pair<int, std::int64_t>, Line> sink_lines(const std::filesystem::p
     if (!out.emplace(std::make_pair(static_cast<int>(partition), offset), std::move(l)).second) {
       throw Failure(file.string() + ": p" + std::to_string(partition) + " o" + std::to_string(offset) + " twice");
     }
-  }
-  return out;
-}
-
-std::string base64(std::string_view in) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const unsigned n = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
-                       static_cast<unsigned char>(in[i + 2]);
-    out += {kAlphabet[(n >> 18) & 63], kAlphabet[(n >> 12) & 63], kAlphabet[(n >> 6) & 63], kAlphabet[n & 63]};
-  }
-  if (i + 1 == in.size()) {
-    const unsigned n = static_cast<unsigned char>(in[i]) << 16;
-    out += {kAlphabet[(n >> 18) & 63], kAlphabet[(n >> 12) & 63], '=', '='};
-  } else if (i + 2 == in.size()) {
-    const unsigned n = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
-    out += {kAlphabet[(n >> 18) & 63], kAlphabet[(n >> 12) & 63], kAlphabet[(n >> 6) & 63], '='};
   }
   return out;
 }
