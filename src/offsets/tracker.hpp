@@ -35,6 +35,28 @@ class PartitionOffsets {
   /// Offsets handed out and not yet done.
   std::size_t in_flight() const noexcept { return size_ - done_count_; }
 
+  /// How many offsets are done but held behind an unfinished one: the ones
+  /// for_each_done_after_commit_point() reports.
+  std::size_t done_after_commit_point() const noexcept { return done_count_; }
+
+  /// Calls `f(std::int64_t offset)` for each offset that is done but lies
+  /// beyond the commit point (behind an offset still in flight), in ascending
+  /// order: the ones a new owner would process again after a restart. When
+  /// commit_point() is nullopt these are the done offsets after the first
+  /// one still in flight. No allocation, does not block; poll thread only;
+  /// `f` must not call back into this tracker. Throws what `f` throws.
+  template <class F>
+  void for_each_done_after_commit_point(F&& f) const {
+    // The done prefix is popped as soon as it forms (pop_done_prefix), so
+    // every done slot still in the ring sits after an unfinished one.
+    for (std::size_t i = 0, seen = 0; i < size_ && seen < done_count_; ++i) {
+      if (const Slot& s = at(i); s.done) {
+        ++seen;
+        f(s.offset);
+      }
+    }
+  }
+
   /// Forgets everything in flight (after a seek or a revoke); the commit
   /// point is kept unless `keep_commit_point` is false.
   void reset(bool keep_commit_point = true) noexcept;
