@@ -116,9 +116,12 @@ std::vector<std::string> proto_imports(const std::string& text) {
 
 // Registers the files `text` imports (found next to the schema file, as
 // protoc -I DIR would) under subjects named by their import path, imports
-// first, as Confluent's serializers do; returns the references for `text`.
+// first, as Confluent's serializers do (with `auto_register` false, only
+// checks that the subjects' latest versions are these files); returns the
+// references for `text`.
 std::vector<schema::SchemaReference> register_proto_imports(schema::SchemaRegistry& registry, const std::string& text,
-                                                           const std::filesystem::path& dir, int depth) {
+                                                           const std::filesystem::path& dir, bool auto_register,
+                                                           int depth) {
   if (depth > 32) {
     throw Error(errc::schema_invalid, "imports nested deeper than 32 (a cycle?)");
   }
@@ -131,13 +134,15 @@ std::vector<schema::SchemaReference> register_proto_imports(schema::SchemaRegist
     schema::RegisteredSchema imported;
     imported.format = schema::Format::protobuf;
     imported.text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    imported.references = register_proto_imports(registry, imported.text, dir, depth + 1);
-    registry.register_schema(name, imported);
+    imported.references = register_proto_imports(registry, imported.text, dir, auto_register, depth + 1);
+    if (auto_register) {
+      registry.register_schema(name, imported);
+    }
     // The version just registered (or the one that already had this text).
     const auto latest = registry.schema_by_version(name, -1);
     if (latest->text != imported.text) {
       throw Error(errc::schema_invalid, "import \"" + name + "\": subject " + name +
-                                            " has a newer version than this file; register it by hand");
+                                            " does not have this file as its latest version; register it by hand");
     }
     refs.push_back({name, name, latest->version});
   }
@@ -182,7 +187,8 @@ std::optional<schema::Serializer> make_serializer(const ProduceOptions& o) {
   try {
     if (format == schema::Format::protobuf) {
       s.references =
-          register_proto_imports(*registry, s.text, std::filesystem::path(*o.schema_file).parent_path(), 0);
+          register_proto_imports(*registry, s.text, std::filesystem::path(*o.schema_file).parent_path(),
+                                 opts.auto_register, 0);
     }
     return schema::Serializer(format, registry, std::move(s), std::move(opts));
   } catch (const Error& e) {
