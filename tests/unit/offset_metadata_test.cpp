@@ -12,6 +12,7 @@
 #include "offsets/metadata.hpp"
 #include "offsets/tracker.hpp"
 #include "sink/text.hpp"
+#include "unit/offsets_random_walk.hpp"
 
 using kc::detail::decode_done_offsets;
 using kc::detail::DoneSet;
@@ -360,32 +361,10 @@ TEST(OffsetMetadata, TrackerReportsDoneOffsetsBeyondTheCommitPoint) {
   std::mt19937_64 rng(s);
   std::vector<std::int64_t> got;
   for (int round = 0; round < 200; ++round) {
-    PartitionOffsets t;
-    std::vector<std::int64_t> offsets;
-    std::int64_t next = static_cast<std::int64_t>(rng() % 1000);
-    const int n = 1 + static_cast<int>(rng() % 200);
-    for (int i = 0; i < n; ++i) {
-      offsets.push_back(next);
-      next += 1 + static_cast<std::int64_t>(rng() % 3);
-    }
-    std::set<std::int64_t> pending;
-    std::set<std::int64_t> done;
-    std::size_t handed = 0;
-    while (handed < offsets.size() || !pending.empty()) {
-      if (handed < offsets.size() && (pending.empty() || rng() % 2 == 0)) {
-        t.handed_out(offsets[handed]);
-        pending.insert(offsets[handed]);
-        ++handed;
-      } else {
-        auto it = pending.begin();
-        std::advance(it, static_cast<long>(rng() % pending.size()));
-        ASSERT_TRUE(t.done(*it));
-        done.insert(*it);
-        pending.erase(it);
-      }
+    kc::test::random_offsets_walk(rng, [&](const PartitionOffsets& t, const kc::test::OffsetsWalk& w) {
       std::vector<std::int64_t> expected;
-      if (!pending.empty()) {
-        expected.assign(done.upper_bound(*pending.begin()), done.end());
+      if (!w.pending.empty()) {
+        expected.assign(w.done.upper_bound(*w.pending.begin()), w.done.end());
       }
       got.clear();
       t.for_each_done_after_commit_point([&](std::int64_t o) { got.push_back(o); });
@@ -401,6 +380,9 @@ TEST(OffsetMetadata, TrackerReportsDoneOffsetsBeyondTheCommitPoint) {
         ASSERT_TRUE(set) << why;
         ASSERT_EQ(offsets_of(*set), expected);
       }
+    });
+    if (HasFatalFailure()) {
+      return;
     }
   }
 }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "offsets/tracker.hpp"
+#include "unit/offsets_random_walk.hpp"
 
 using kc::detail::PartitionOffsets;
 
@@ -108,53 +109,34 @@ TEST(OffsetTracker, ResetForgetsInFlight) {
 TEST(OffsetTracker, RandomCompletionOrdersNeverCommitPastAGap) {
   std::mt19937_64 rng(20261124);
   for (int round = 0; round < 300; ++round) {
-    PartitionOffsets t;
-    std::vector<std::int64_t> offsets;
-    std::int64_t next = static_cast<std::int64_t>(rng() % 1000);
-    const int n = 1 + static_cast<int>(rng() % 200);
-    for (int i = 0; i < n; ++i) {
-      offsets.push_back(next);
-      next += 1 + static_cast<std::int64_t>(rng() % 3);  // gaps
-    }
-    std::set<std::int64_t> pending;
-    std::size_t handed = 0;
     std::int64_t last_point = -1;
-    while (handed < offsets.size() || !pending.empty()) {
-      // Interleave handing out and completing.
-      if (handed < offsets.size() && (pending.empty() || rng() % 2 == 0)) {
-        t.handed_out(offsets[handed]);
-        pending.insert(offsets[handed]);
-        ++handed;
-      } else {
-        auto it = pending.begin();
-        std::advance(it, static_cast<long>(rng() % pending.size()));
-        const auto off = *it;
-        ASSERT_TRUE(t.done(off));
-        pending.erase(it);
-      }
+    kc::test::random_offsets_walk(rng, [&](const PartitionOffsets& t, const kc::test::OffsetsWalk& w) {
       // Reference model: everything handed out below the lowest pending
       // offset is done; the commit point follows the largest of those.
       std::optional<std::int64_t> expected;
-      if (!pending.empty()) {
-        const auto lowest_pending = *pending.begin();
-        if (lowest_pending != offsets.front()) {
-          const auto pos = std::lower_bound(offsets.begin(), offsets.end(), lowest_pending) - offsets.begin();
-          expected = offsets[static_cast<std::size_t>(pos) - 1] + 1;
+      if (!w.pending.empty()) {
+        const auto lowest_pending = *w.pending.begin();
+        if (lowest_pending != w.offsets.front()) {
+          const auto pos = std::lower_bound(w.offsets.begin(), w.offsets.end(), lowest_pending) - w.offsets.begin();
+          expected = w.offsets[static_cast<std::size_t>(pos) - 1] + 1;
         }
-      } else if (handed > 0) {
-        expected = offsets[handed - 1] + 1;
+      } else if (w.handed > 0) {
+        expected = w.offsets[w.handed - 1] + 1;
       }
       const auto point = t.commit_point();
       ASSERT_EQ(point.has_value(), expected.has_value()) << "round " << round;
       if (point) {
         ASSERT_EQ(*point, *expected) << "round " << round;
         ASSERT_GE(*point, last_point) << "commit point moved backwards";
-        if (!pending.empty()) {
-          ASSERT_LE(*point, *pending.begin()) << "committed past an unfinished offset";
+        if (!w.pending.empty()) {
+          ASSERT_LE(*point, *w.pending.begin()) << "committed past an unfinished offset";
         }
         last_point = *point;
       }
-      ASSERT_EQ(t.in_flight(), pending.size());
+      ASSERT_EQ(t.in_flight(), w.pending.size());
+    });
+    if (HasFatalFailure()) {
+      return;
     }
   }
 }
