@@ -33,6 +33,32 @@
 #include "sink/text.hpp"
 
 namespace kc::schema {
+
+// The format names (here, the lowest module of the schema support: the
+// registry maps schemaType with them too).
+Format parse_format(std::string_view name) {
+  if (name == "avro") {
+    return Format::avro;
+  }
+  if (name == "protobuf") {
+    return Format::protobuf;
+  }
+  if (name == "jsonschema" || name == "json") {
+    return Format::json;
+  }
+  throw Error(errc::config_invalid_value,
+              "schema format '" + std::string(name) + "': expected avro, protobuf or jsonschema");
+}
+
+std::string_view schema_type(Format f) noexcept {
+  switch (f) {
+    case Format::avro: return "AVRO";
+    case Format::protobuf: return "PROTOBUF";
+    case Format::json: return "JSON";
+  }
+  return "AVRO";
+}
+
 namespace {
 
 struct CurlDeleter {
@@ -147,15 +173,6 @@ Format format_of(std::string_view type) {
   throw Error(errc::schema_invalid, fmt::format("unknown schemaType \"{}\"", one_line(type, 40)));
 }
 
-std::string_view type_name(Format f) noexcept {
-  switch (f) {
-    case Format::avro: return "AVRO";
-    case Format::protobuf: return "PROTOBUF";
-    case Format::json: return "JSON";
-  }
-  return "AVRO";
-}
-
 bool retriable_curl_code(CURLcode c) noexcept {
   switch (c) {
     case CURLE_UNSUPPORTED_PROTOCOL:
@@ -186,7 +203,7 @@ std::string schema_body(const RegisteredSchema& s) {
   out += '"';
   if (s.format != Format::avro) {
     out += ",\"schemaType\":\"";
-    out += type_name(s.format);
+    out += schema_type(s.format);
     out += '"';
   }
   if (!s.references.empty()) {
@@ -211,7 +228,7 @@ std::string schema_body(const RegisteredSchema& s) {
 std::string schema_key(std::string_view subject, const RegisteredSchema& s) {
   std::string k;
   k.reserve(subject.size() + s.text.size() + 16);
-  k.append(subject).append(1, '\0').append(type_name(s.format)).append(1, '\0').append(s.text);
+  k.append(subject).append(1, '\0').append(schema_type(s.format)).append(1, '\0').append(s.text);
   for (const auto& r : s.references) {
     k.append(1, '\0').append(r.name).append(1, '\0').append(r.subject).append(1, '\0');
     k += std::to_string(r.version);

@@ -15,29 +15,6 @@
 
 namespace kc::schema {
 
-Format parse_format(std::string_view name) {
-  if (name == "avro") {
-    return Format::avro;
-  }
-  if (name == "protobuf") {
-    return Format::protobuf;
-  }
-  if (name == "jsonschema" || name == "json") {
-    return Format::json;
-  }
-  throw Error(errc::config_invalid_value,
-              "schema format '" + std::string(name) + "': expected avro, protobuf or jsonschema");
-}
-
-std::string_view schema_type(Format f) noexcept {
-  switch (f) {
-    case Format::avro: return "AVRO";
-    case Format::protobuf: return "PROTOBUF";
-    case Format::json: return "JSON";
-  }
-  return "AVRO";
-}
-
 namespace {
 
 std::string_view format_name(Format f) noexcept {
