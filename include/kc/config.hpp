@@ -15,6 +15,7 @@
 
 #include "kc/deadletter.hpp"
 #include "kc/schema.hpp"
+#include "kc/types.hpp"
 
 namespace kc {
 
@@ -24,6 +25,26 @@ namespace kc {
 struct CommitPolicy {
   std::size_t every_messages = 500;
   std::chrono::milliseconds interval{5000};
+};
+
+/// Parallel processing (see README "Ordering modes"). Engaged when
+/// `concurrency` > 0 (the Handler runs on that many worker threads) or when
+/// the Consumer is given an AsyncHandler; otherwise the Handler runs on the
+/// poll thread, one record at a time.
+struct ParallelPolicy {
+  Ordering ordering = Ordering::partition;
+  /// Worker threads for a (synchronous) Handler; 0: the poll thread runs it.
+  std::size_t concurrency = 0;
+  /// Records started and not finished, over all partitions.
+  std::size_t max_in_flight = 1000;
+  /// The same for one partition; 0: max_in_flight.
+  std::size_t max_in_flight_per_partition = 0;
+  /// Fetched records buffered per partition (queued + in flight) before the
+  /// partition is paused; 0: max(2 * per-partition in-flight limit, 1000).
+  std::size_t max_buffered_per_partition = 0;
+  /// On revoke (and shutdown), how long to wait for in-flight records of the
+  /// partitions going away before committing what is done.
+  std::chrono::milliseconds revoke_timeout{10000};
 };
 
 /// Settings of a kc consumer. Keys (for files, env and set()):
@@ -49,6 +70,12 @@ struct CommitPolicy {
 /// | dlq.enabled           | KC_DLQ_ENABLED           | dead letters to a topic (false)           |
 /// | dlq.topic             | KC_DLQ_TOPIC             | `{topic}.dead-letter`; setting it enables |
 /// | dlq.headers           | KC_DLQ_HEADERS           | kc, spring or both (kc)                   |
+/// | parallel.ordering     | KC_PARALLEL_ORDERING     | partition, key or unordered (partition)   |
+/// | parallel.concurrency  | KC_PARALLEL_CONCURRENCY  | worker threads; 0: poll thread (0)        |
+/// | parallel.max_in_flight | KC_PARALLEL_MAX_IN_FLIGHT | records in flight, all partitions (1000) |
+/// | parallel.max_in_flight_per_partition | ... | per partition (0: max_in_flight)            |
+/// | parallel.max_buffered_per_partition  | ... | fetched records held before pausing (0: auto)|
+/// | parallel.revoke_timeout_ms | KC_PARALLEL_REVOKE_TIMEOUT_MS | wait for in-flight work on revoke (10000) |
 /// | schema_registry.url   | KC_SCHEMA_REGISTRY_URL   | Schema Registry base URL                  |
 /// | schema_registry.basic_auth | KC_SCHEMA_REGISTRY_BASIC_AUTH | `user:password` (secret)         |
 /// | schema_registry.bearer_token | KC_SCHEMA_REGISTRY_BEARER_TOKEN | bearer token (secret)        |
@@ -70,6 +97,7 @@ struct ConsumerConfig {
   std::chrono::milliseconds idle_exit{0};
   RetryPolicy retry;
   DeadLetterPolicy dead_letter;
+  ParallelPolicy parallel;
   /// librdkafka properties, passed through after validation.
   std::map<std::string, std::string> librdkafka;
   /// Where decoders of Schema Registry formats find their schemas (used by

@@ -12,14 +12,20 @@
 #include <span>
 #include <string>
 
+#include "kc/completion.hpp"
 #include "kc/config.hpp"
 #include "kc/message.hpp"
 #include "kc/types.hpp"
 
 namespace kc {
 
-/// The user's code: called on the poll thread, in offset order per
-/// partition. Return Outcome::done when the record is processed.
+/// The user's code. Without parallel processing (ParallelPolicy::concurrency
+/// 0) it is called on the poll thread, in offset order per partition; with
+/// concurrency N it is called on N worker threads, in offset order per
+/// partition or per key as ParallelPolicy::ordering says, never on two
+/// records of one partition (partition mode) or one key (key mode) at once.
+/// The Message is valid during the call. Return Outcome::done when the
+/// record is processed.
 /// Failures (see kc/deadletter.hpp): kc::PermanentError, kc::DecodeError or
 /// Outcome::dead mean dead at once; kc::RetriableError, Outcome::retry and by
 /// default any other exception mean retry: the partition is paused, the
@@ -29,6 +35,17 @@ namespace kc {
 /// broker acknowledged its dead letter); without one it stops its partition
 /// (paused, nothing at or past it committed, other partitions go on).
 using Handler = std::function<Outcome(const Message&)>;
+
+/// The asynchronous (I/O-bound) form: called on the poll thread, it starts
+/// the work and returns at once; the work completes the record later, from
+/// any thread, through the Completion (done, retry, dead or fail). Ordering
+/// and in-flight limits are as for a Handler with workers (ParallelPolicy):
+/// the next record of the same key (key mode) or partition (partition mode)
+/// is not started before this one completed. The Message is valid during the
+/// call only: copy out what the work needs. Throwing from the call is a
+/// failure of the record, classified like a Handler's exception. Must not
+/// block: the poll loop waits for it.
+using AsyncHandler = std::function<void(const Message&, Completion)>;
 
 /// Optional hooks. All run on the poll thread; none may call back into the
 /// Consumer except stop(). Exceptions thrown by on_assign, on_revoke and
@@ -61,6 +78,12 @@ struct RunStats {
   std::uint64_t dead_lettered = 0;   ///< records whose dead letter the broker acknowledged
   std::uint64_t commits_ok = 0;      ///< commit requests the broker acknowledged
   std::uint64_t commits_failed = 0;  ///< commit requests that failed (retried later)
+  /// Records skipped because the commit metadata of a previous owner said
+  /// they were done already (parallel processing only).
+  std::uint64_t skipped = 0;
+  /// Completions that arrived after their partition was revoked or lost:
+  /// dropped, never committed (parallel processing only).
+  std::uint64_t late_completions = 0;
   std::chrono::steady_clock::duration busy{};  ///< from first assignment to the last record handled
   /// Last acknowledged committed offset (next offset to read) per partition.
   std::map<TopicPartition, Offset> committed;
@@ -83,6 +106,22 @@ struct RunResult {
 /// A consumer group member that runs `handler` on every record of its
 /// assigned partitions and commits what is done.
 ///
+/// Parallel processing (a Handler with parallel.concurrency > 0, or an
+/// AsyncHandler): the commit point of a partition is the lowest offset handed
+/// out and not done, whatever the completion order; the offsets done beyond
+/// it travel in the commit's metadata ("kc1:..."), and a new owner of the
+/// partition skips them (RunStats::skipped). Metadata that is not kc's is
+/// ignored with a warning. A partition is paused (and resumed, only by kc)
+/// when its buffered records reach parallel.max_buffered_per_partition or its
+/// metadata would not fit the broker's 4 KiB limit. On revoke and shutdown,
+/// kc stops starting records of the partitions going away, waits up to
+/// parallel.revoke_timeout for their in-flight records, commits what is done
+/// and lets go; completions that come later are dropped (never committed).
+/// A retried record holds back only its key (key mode) or partition
+/// (partition mode) while it backs off. Worker threads are started by run()
+/// and joined before it returns (bounded by the timeouts; a handler still
+/// running then is reported and left behind).
+///
 /// Threads: construct anywhere; run() makes the calling thread the poll
 /// thread, the only one that touches the librdkafka handle. stop() and
 /// stop_now() may be called from any thread and from a signal handler.
@@ -92,6 +131,10 @@ class Consumer {
   /// yet). When `config.bootstrap_servers` is empty, an embedded mock broker
   /// is started in-process and owned by this object. Throws kc::Error.
   Consumer(ConsumerConfig config, Handler handler, ConsumerHooks hooks = {});
+  /// The same with an asynchronous handler: records are processed in
+  /// parallel as `config.parallel` says (parallel.concurrency is ignored: the
+  /// work runs wherever the handler puts it).
+  Consumer(ConsumerConfig config, AsyncHandler handler, ConsumerHooks hooks = {});
   /// Closes without committing if run() was never called. Never throws.
   ~Consumer();
   Consumer(const Consumer&) = delete;

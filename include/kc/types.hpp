@@ -32,6 +32,14 @@ enum class Outcome {
   dead,   ///< permanent failure: it belongs in the dead-letter topic
 };
 
+/// What may run in parallel when records are processed concurrently (see
+/// ParallelPolicy in kc/config.hpp).
+enum class Ordering {
+  partition,  ///< one record at a time per partition, in offset order (partitions in parallel)
+  key,        ///< one at a time per key within a partition, in offset order; keys in parallel
+  unordered,  ///< any records in parallel, within the in-flight limits
+};
+
 }  // namespace kc
 
 template <>

@@ -170,6 +170,54 @@ constexpr KeyDef kKeys[] = {
          invalid(k, s, "expected kc, spring or both, got '" + std::string(v) + "'");
        }
      }},
+    {"parallel.ordering",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       if (v == "partition") {
+         c.parallel.ordering = Ordering::partition;
+       } else if (v == "key") {
+         c.parallel.ordering = Ordering::key;
+       } else if (v == "unordered") {
+         c.parallel.ordering = Ordering::unordered;
+       } else {
+         invalid(k, s, "expected partition, key or unordered, got '" + std::string(v) + "'");
+       }
+     }},
+    {"parallel.concurrency",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       const auto n = parse_uint(k, v, s);
+       if (n > 4096) {
+         invalid(k, s, "must be at most 4096 worker threads (for more concurrent I/O use an asynchronous handler)");
+       }
+       c.parallel.concurrency = n;
+     }},
+    {"parallel.max_in_flight",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       const auto n = parse_uint(k, v, s);
+       if (n == 0 || n > 1000000) {
+         invalid(k, s, "must be between 1 and 1000000");
+       }
+       c.parallel.max_in_flight = n;
+     }},
+    {"parallel.max_in_flight_per_partition",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       const auto n = parse_uint(k, v, s);
+       if (n > 1000000) {
+         invalid(k, s, "must be at most 1000000 (0: the same as parallel.max_in_flight)");
+       }
+       c.parallel.max_in_flight_per_partition = n;
+     }},
+    {"parallel.max_buffered_per_partition",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       const auto n = parse_uint(k, v, s);
+       if (n > 10000000) {
+         invalid(k, s, "must be at most 10000000 (0: automatic)");
+       }
+       c.parallel.max_buffered_per_partition = n;
+     }},
+    {"parallel.revoke_timeout_ms",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       c.parallel.revoke_timeout = std::chrono::milliseconds(parse_uint(k, v, s));
+     }},
     {"schema_registry.url",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
        if (!v.starts_with("http://") && !v.starts_with("https://")) {
@@ -392,6 +440,12 @@ void ConsumerConfig::validate() const {
                                                     "' names the source topic itself (" + t + ")");
       }
     }
+  }
+  if (parallel.max_buffered_per_partition != 0 &&
+      parallel.max_buffered_per_partition <
+          (parallel.max_in_flight_per_partition != 0 ? parallel.max_in_flight_per_partition : 1)) {
+    throw Error(errc::config_invalid_value,
+                "parallel.max_buffered_per_partition: must not be below parallel.max_in_flight_per_partition");
   }
   // librdkafka knows its own properties best: apply them to a scratch conf.
   detail::ConfPtr conf(rd_kafka_conf_new());

@@ -10,14 +10,12 @@
 #include <string_view>
 #include <vector>
 
+#include "kc/types.hpp"
+
 namespace kc::detail {
 
-/// What may run in parallel.
-enum class Ordering {
-  partition,  ///< at most one record in flight per partition, in offset order
-  key,        ///< one in flight per key (per partition), in offset order; keys in parallel
-  unordered,  ///< anything in parallel, within the limits
-};
+/// What may run in parallel (kc/types.hpp).
+using Ordering = kc::Ordering;
 
 /// Limits of a Dispatcher. Validated by the constructor.
 struct DispatcherConfig {

@@ -58,6 +58,14 @@ bool CompletionQueue::closed() const {
 
 // ---- Completion -----------------------------------------------------------
 
+}  // namespace kc::detail
+
+namespace kc {
+
+using detail::CompletionKey;
+using detail::CompletionQueue;
+using detail::CompletionResult;
+
 struct Completion::State {
   State(std::shared_ptr<CompletionQueue> q, CompletionKey k) : queue(std::move(q)), key(k) {}
   State(const State&) = delete;
@@ -77,17 +85,13 @@ struct Completion::State {
   std::atomic<bool> completed{false};
 };
 
-Completion::Completion(std::shared_ptr<CompletionQueue> queue, CompletionKey key) {
+Completion::Completion(std::shared_ptr<CompletionQueue> queue, const CompletionKey& key) {
   if (!queue) throw Error(errc::misuse, "Completion: null CompletionQueue");
   state_ = std::make_shared<State>(std::move(queue), key);
 }
 
 bool Completion::completed() const noexcept {
   return state_ && state_->completed.load(std::memory_order_acquire);
-}
-
-CompletionKey Completion::key() const noexcept {
-  return state_ ? state_->key : CompletionKey{};
 }
 
 bool Completion::complete(Outcome outcome, std::exception_ptr error, bool thrown) {
@@ -100,6 +104,10 @@ bool Completion::complete(Outcome outcome, std::exception_ptr error, bool thrown
     throw;
   }
 }
+
+}  // namespace kc
+
+namespace kc::detail {
 
 // ---- WorkerPool -----------------------------------------------------------
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "dispatch/dispatcher.hpp"
+#include "kc/completion.hpp"
 #include "kc/types.hpp"
 
 namespace kc::detail {
@@ -96,49 +97,8 @@ class CompletionQueue {
   std::size_t batch_pos_ = 0;
 };
 
-/// The completion handle given to an asynchronous handler: the handler
-/// returns at once and completes the record later, from any thread.
-///
-/// Copies share one state: the record is completed once, by the first call
-/// of done()/retry()/dead()/fail() on any copy; later calls change nothing
-/// and return false. When the last copy is destroyed without a completion,
-/// the record completes as a failure (thrown, kc::Error errc::misuse "handler
-/// dropped its completion"), so work is never silently lost.
-///
-/// Owns a share of the CompletionQueue: a Completion may outlive the
-/// consumer; completing it then is dropped (closed queue) and returns false.
-class Completion {
- public:
-  /// An empty handle: every call returns false.
-  Completion() = default;
-  /// A handle for the record `key` whose result goes to `queue` (shared).
-  /// Throws kc::Error (errc::misuse) when `queue` is null.
-  Completion(std::shared_ptr<CompletionQueue> queue, CompletionKey key);
-
-  /// The record is processed. Returns true when this call completed it and
-  /// the queue took the result; false when it was completed already or the
-  /// queue is closed. Any thread; never blocks beyond the queue's lock.
-  /// Throws std::bad_alloc only (the record then stays not completed).
-  bool done() { return complete(Outcome::done, nullptr, false); }
-  /// Transient failure: run the record again after a backoff.
-  bool retry(std::exception_ptr error = nullptr) { return complete(Outcome::retry, std::move(error), false); }
-  /// Permanent failure: the record is dead (dead-letter topic).
-  bool dead(std::exception_ptr error = nullptr) { return complete(Outcome::dead, std::move(error), false); }
-  /// As if the handler had thrown `error` (e.g. std::current_exception()):
-  /// the owner classifies it like a handler's exception.
-  bool fail(std::exception_ptr error) { return complete(Outcome::retry, std::move(error), true); }
-
-  /// Whether the record was completed (by any copy). Any thread.
-  bool completed() const noexcept;
-  /// The record this handle completes (a default key for an empty handle).
-  CompletionKey key() const noexcept;
-
- private:
-  struct State;
-  bool complete(Outcome outcome, std::exception_ptr error, bool thrown);
-
-  std::shared_ptr<State> state_;
-};
+/// The asynchronous handler's handle (public: kc/completion.hpp).
+using Completion = kc::Completion;
 
 /// N threads ("kc-worker-0".."kc-worker-N-1") that run submitted jobs and
 /// push each job's result to a CompletionQueue.

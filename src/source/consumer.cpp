@@ -8,45 +8,27 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
-#include <charconv>
 #include <csignal>
-#include <cstring>
-#include <set>
 #include <unistd.h>
-#include <unordered_map>
-#include <vector>
 
-#include "kc/embedded.hpp"
 #include "kc/error.hpp"
-#include "deadletter/writer.hpp"
-#include "offsets/tracker.hpp"
-#include "retry/backoff.hpp"
-#include "sink/text.hpp"
-#include "rdkafka/handles.hpp"
 #include "rdkafka/log.hpp"
+#include "sink/text.hpp"
+#include "source/consumer_impl.hpp"
 
 namespace kc {
 
-namespace {
+using detail::describe;
+using detail::header_int;
+using detail::header_text;
 
-using Clock = std::chrono::steady_clock;
+namespace {
 
 std::vector<TopicPartition> to_vector(const rd_kafka_topic_partition_list_t* parts) {
   std::vector<TopicPartition> out;
   out.reserve(static_cast<std::size_t>(parts->cnt));
   for (int i = 0; i < parts->cnt; ++i) {
     out.push_back({parts->elems[i].topic, Partition{parts->elems[i].partition}});
-  }
-  return out;
-}
-
-std::string describe(const std::vector<TopicPartition>& tps) {
-  std::string out;
-  for (const auto& tp : tps) {
-    if (!out.empty()) {
-      out += ' ';
-    }
-    out += tp.topic + "[" + std::to_string(to_int(tp.partition)) + "]";
   }
   return out;
 }
@@ -62,114 +44,7 @@ void run_hook(const char* name, Fn&& fn) noexcept {
   }
 }
 
-std::string header_text(const rd_kafka_message_t* m, std::string_view name) {
-  rd_kafka_headers_t* hdrs = nullptr;
-  const void* value = nullptr;
-  std::size_t size = 0;
-  // rd_kafka_message_headers takes a non-const message; it only parses.
-  if (rd_kafka_message_headers(const_cast<rd_kafka_message_t*>(m), &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-      rd_kafka_header_get_last(hdrs, std::string(name).c_str(), &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-      value == nullptr) {
-    return {};
-  }
-  return {static_cast<const char*>(value), size};
-}
-
-std::int64_t header_int(const rd_kafka_message_t* m, std::string_view name) {
-  const auto text = header_text(m, name);
-  std::int64_t out = 0;
-  const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc{} && p == text.data() + text.size() && !text.empty() ? out : 0;
-}
-
 }  // namespace
-
-struct Consumer::Impl {
-  struct PartitionState {
-    TopicPartition tp;
-    detail::PartitionOffsets offsets;
-    std::int64_t acked = -1;  // last commit point the broker acknowledged
-    bool halted = false;      // a handler failed here: paused, nothing past it is done
-    // Retry: the record at retry_offset failed and is fetched again (seek
-    // back) once the partition resumes at retry_due; retry_attempt is its
-    // next handler call.
-    bool waiting = false;
-    std::int64_t retry_offset = -1;
-    int retry_attempt = 1;
-    Clock::time_point retry_due;
-    bool dlq_paused = false;  // too many dead letters unacknowledged: paused until they drain
-    bool retry_topic = false;  // one of the non-blocking retry topics
-  };
-
-  ConsumerConfig config;
-  Handler handler;
-  ConsumerHooks hooks;
-
-  // Member order encodes lifetime: the embedded broker (if any) must outlive
-  // the consumer handle that talks to it, so it is declared first and
-  // destroyed last.
-  std::unique_ptr<EmbeddedBroker> embedded;
-  std::string bootstrap;
-  std::unique_ptr<detail::DeadLetterWriter> dlq;  // when dead letters go to a topic
-  detail::HandlePtr rk;
-  // Results of asynchronous commits arrive here, not on the consumer queue,
-  // so the loop can wait for one without taking records. Declared after
-  // `rk`: a queue must go before its handle (see release_handle()).
-  detail::QueuePtr commit_queue;
-  bool closed = false;
-
-  std::unordered_map<TopicPartition, std::unique_ptr<PartitionState>> parts;
-  // One-entry cache: records arrive in runs from one partition.
-  const rd_kafka_topic_t* cache_rkt = nullptr;
-  std::int32_t cache_partition = -1;
-  PartitionState* cache_state = nullptr;
-
-  std::atomic<int> stop_requested{0};  // 1: graceful, 2: at once
-  std::string fatal_error;
-  std::set<std::string> reported_topics;
-
-  std::size_t done_since_commit = 0;
-  Clock::time_point last_commit = Clock::now();
-  bool commit_in_flight = false;  // one asynchronous commit at a time
-  bool commits_refused = false;   // before_commit threw: no more commits this run
-  bool waited_for_commit = false;  // the in-flight one was already waited for
-  std::optional<Clock::time_point> first_assigned;
-  Clock::time_point last_activity = Clock::now();
-  RunStats stats;
-  detail::Backoff backoff;
-  std::size_t waiting_partitions = 0;
-  std::set<std::string> retry_topics;  // subscribed non-blocking retry topics
-  std::vector<detail::DeadLetterAck> dlq_acks;  // scratch, reused
-
-  void build();
-  void on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts);
-  void on_commit_result(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets);
-  void on_error(int err, const char* reason);
-  void on_message(rd_kafka_message_t* m);
-  void on_message_error(const rd_kafka_message_t* m);
-  PartitionState* state_of(const rd_kafka_message_t* m);
-  void halt(PartitionState& st, std::int64_t offset, const std::string& why);
-  void fail(PartitionState& st, const rd_kafka_message_t* m, int attempt, const detail::Failure& f);
-  void wait_for(PartitionState& st, std::int64_t offset, int attempt, Clock::time_point due);
-  void set_paused(const TopicPartition& tp, bool paused);
-  void seek(const TopicPartition& tp, std::int64_t offset);
-  void resume_due_retries(Clock::time_point now);
-  int poll_timeout_ms() const;
-  void serve_dead_letters(std::chrono::milliseconds wait);
-  void drain_dead_letters(Clock::time_point deadline);
-  void apply_dead_letter_acks();
-  void drop_state(const std::vector<TopicPartition>& tps);
-
-  detail::PartitionListPtr commit_list(const std::vector<TopicPartition>* only);
-  void maybe_commit(Clock::time_point now);
-  void commit_async();
-  void serve_commit_results(std::chrono::milliseconds wait);
-  bool before_commit();
-  void release_handle(int destroy_flags);
-  bool commit_sync(const std::vector<TopicPartition>* only, Clock::time_point deadline);
-  void close(Clock::time_point deadline);
-  bool cooperative() const { return std::strcmp(rd_kafka_rebalance_protocol(rk.get()), "COOPERATIVE") == 0; }
-};
 
 // ---------------------------------------------------------------- callbacks
 
@@ -198,6 +73,7 @@ void error_trampoline(rd_kafka_t*, int err, const char* reason, void* opaque) no
 
 void Consumer::Impl::build() {
   config.validate();
+  build_parallel();
   if (config.bootstrap_servers.empty()) {
     embedded = std::make_unique<EmbeddedBroker>(1);
     bootstrap = embedded->bootstrap_servers();
@@ -251,6 +127,8 @@ void Consumer::Impl::build() {
 }
 
 void Consumer::Impl::release_handle(int destroy_flags) {
+  // Kept records and the wake-up queue go before the handle they belong to.
+  release_parallel(Clock::now());
   commit_queue.reset();
   rd_kafka_destroy_flags(rk.release(), destroy_flags);
   closed = true;
@@ -280,6 +158,7 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
   cache_rkt = nullptr;
 
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    std::vector<PartitionState*> fresh;
     for (int i = 0; i < list->cnt; ++i) {
       auto& el = list->elems[i];
       auto st = std::make_unique<PartitionState>();
@@ -292,8 +171,19 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
           el.offset = to_int(*off);
         }
       }
+      if (parallel) {
+        st->pid = dispatcher->assign();
+        if (by_slot.size() <= st->pid.slot) {
+          by_slot.resize(st->pid.slot + 1, nullptr);
+        }
+        by_slot[st->pid.slot] = st.get();
+        if (el.offset == RD_KAFKA_OFFSET_INVALID) {
+          fresh.push_back(st.get());  // its start comes from the group: read the metadata too
+        }
+      }
       parts[st->tp] = std::move(st);
     }
+    load_done_sets(fresh);
     if (coop) {
       detail::ErrorPtr e(rd_kafka_incremental_assign(rk.get(), list));
       if (e) {
@@ -323,6 +213,9 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
       // Someone else may own them already: committing now could move their
       // commit point backwards or past their work. Drop everything.
       spdlog::warn("kc: lost {} (nothing committed for them)", describe(tps));
+      if (parallel) {
+        revoke_parallel(tps, true);
+      }
       drop_state(tps);
       if (hooks.on_lost) {
         run_hook("on_lost", [&] { hooks.on_lost(tps); });
@@ -330,6 +223,11 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
     } else {
       // Handlers run on this thread; what can still be in flight is dead
       // letters: wait for them (bounded), then commit what is done.
+      if (parallel) {
+        // Nothing more of them starts; their running records get a bounded
+        // wait (parallel.revoke_timeout), then what is done is committed.
+        revoke_parallel(tps, false);
+      }
       const auto deadline = Clock::now() + config.shutdown_timeout;
       drain_dead_letters(deadline);
       if (!commit_sync(&tps, deadline)) {
@@ -360,6 +258,9 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
   } else {
     rd_kafka_assign(rk.get(), nullptr);
   }
+  if (parallel) {
+    revoke_parallel(tps, true);
+  }
   drop_state(tps);
 }
 
@@ -374,6 +275,9 @@ void Consumer::Impl::drop_state(const std::vector<TopicPartition>& tps) {
       }
       if (it->second->acked >= 0) {
         stats.committed[tp] = Offset{it->second->acked};
+      }
+      if (parallel && it->second->pid.slot < by_slot.size() && by_slot[it->second->pid.slot] == it->second.get()) {
+        by_slot[it->second->pid.slot] = nullptr;  // its late completions find no partition
       }
       parts.erase(it);
     }
@@ -415,8 +319,14 @@ detail::PartitionListPtr Consumer::Impl::commit_list(const std::vector<TopicPart
   detail::PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(parts.size())));
   auto add = [&](PartitionState& st) {
     const auto point = st.offsets.commit_point();
-    if (point && *point > st.acked) {
-      rd_kafka_topic_partition_list_add(list.get(), st.tp.topic.c_str(), to_int(st.tp.partition))->offset = *point;
+    // In parallel mode the done set past the commit point travels in the
+    // metadata: a commit is due when it changed, even at the same point.
+    if (point && (*point > st.acked || (parallel && st.metadata_dirty))) {
+      auto* el = rd_kafka_topic_partition_list_add(list.get(), st.tp.topic.c_str(), to_int(st.tp.partition));
+      el->offset = *point;
+      if (parallel) {
+        add_metadata(st, *point, el);
+      }
     }
   };
   if (only != nullptr) {
@@ -730,7 +640,11 @@ void Consumer::Impl::fail(PartitionState& st, const rd_kafka_message_t* m, int a
   constexpr std::size_t kMaxDeadLettersInFlight = 1000;  // per partition; each holds a copy of its record
   if (!st.dlq_paused && dlq->in_flight(st.tp) >= kMaxDeadLettersInFlight) {
     st.dlq_paused = true;
-    set_paused(st.tp, true);
+    if (parallel) {
+      update_pause(st);
+    } else {
+      set_paused(st.tp, true);
+    }
     spdlog::warn("kc: {}[{}] paused: {} dead letters are not acknowledged yet", st.tp.topic, to_int(st.tp.partition),
                  kMaxDeadLettersInFlight);
   }
@@ -757,6 +671,16 @@ int Consumer::Impl::poll_timeout_ms() const {
   // Block at most 100 ms (stop requests, commit timers), and not past the
   // next retry that falls due.
   std::int64_t ms = 100;
+  if (parallel) {
+    if (completions->size() > 0) {
+      return 0;  // results to take in first
+    }
+    if (const auto due = dispatcher->next_due(); due && !draining) {
+      ms = std::min<std::int64_t>(
+          ms, std::max<std::int64_t>(
+                  0, std::chrono::duration_cast<std::chrono::milliseconds>(*due - Clock::now()).count() + 1));
+    }
+  }
   if (waiting_partitions > 0) {
     const auto now = Clock::now();
     for (const auto& [tp, st] : parts) {
@@ -789,10 +713,15 @@ void Consumer::Impl::apply_dead_letter_acks() {
     if (st.offsets.done(ack.offset)) {
       stats.dead_lettered += ack.retry ? 0 : 1;
       ++done_since_commit;
+      st.metadata_dirty = true;
     }
     if (st.dlq_paused && dlq->in_flight(st.tp) == 0) {
       st.dlq_paused = false;
-      set_paused(st.tp, false);
+      if (parallel) {
+        update_pause(st);
+      } else {
+        set_paused(st.tp, false);
+      }
     }
   }
 }
@@ -876,8 +805,20 @@ Consumer::~Consumer() {
   g_signal_target.compare_exchange_strong(self, nullptr);
   if (impl_ && impl_->rk && !impl_->closed) {
     // Never ran, or run() threw: leave without committing anything new.
+    impl_->release_parallel(Clock::now() + impl_->config.shutdown_timeout);
     impl_->release_handle(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
   }
+}
+
+Consumer::Consumer(ConsumerConfig config, AsyncHandler handler, ConsumerHooks hooks)
+    : impl_(std::make_unique<Impl>()) {
+  if (!handler) {
+    throw Error(errc::misuse, "Consumer: empty asynchronous handler");
+  }
+  impl_->config = std::move(config);
+  impl_->async_handler = std::move(handler);
+  impl_->hooks = std::move(hooks);
+  impl_->build();
 }
 
 const std::string& Consumer::bootstrap_servers() const noexcept { return impl_->bootstrap; }
@@ -920,9 +861,16 @@ RunResult Consumer::run() {
   // next one, so a quiet topic costs no latency. Both serve the consumer
   // queue, so rebalances, commit results, errors and logs still arrive here.
   detail::QueuePtr queue(rd_kafka_queue_get_consumer(rk));
+  s.start_parallel();
   constexpr std::size_t kBatch = 512;
   std::array<rd_kafka_message_t*, kBatch> batch{};
-  auto limit_reached = [&] { return s.config.max_messages != 0 && s.stats.done >= s.config.max_messages; };
+  auto limit_reached = [&] {
+    if (s.parallel) {
+      // Nothing more starts past the limit (dispatch()); done when the rest finished.
+      return s.draining && s.dispatcher->in_flight() == 0;
+    }
+    return s.config.max_messages != 0 && s.stats.done >= s.config.max_messages;
+  };
   while (s.stop_requested.load(std::memory_order_relaxed) == 0) {
     auto n = rd_kafka_consume_batch_queue(queue.get(), 0, batch.data(), kBatch);
     if (n <= 0) {
@@ -934,14 +882,24 @@ RunResult Consumer::run() {
       rd_kafka_message_t* m = batch[i];
       // Past a stop or the max-messages limit, records are left unprocessed
       // (and uncommitted): the next owner reads them.
-      if (limit_reached() || s.stop_requested.load(std::memory_order_relaxed) != 0) {
+      if (limit_reached() || s.draining || s.stop_requested.load(std::memory_order_relaxed) != 0) {
       } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         s.on_message_error(m);
+      } else if (s.parallel) {
+        if (auto* st = s.state_of(m); st != nullptr && s.offer(*st, m)) {
+          s.last_activity = now;
+          continue;  // kept until finished
+        }
       } else {
         s.on_message(m);
         s.last_activity = now;
       }
       rd_kafka_message_destroy(m);
+    }
+    if (s.parallel) {
+      s.drain_completions();
+      s.dispatch(Clock::now());
+      s.check_pressure_all();
     }
     s.serve_dead_letters(std::chrono::milliseconds(0));
     s.resume_due_retries(now);
@@ -952,7 +910,8 @@ RunResult Consumer::run() {
     }
     // Idle means nothing left to do: partitions are held, no record arrived
     // for idle_exit, and no retry or dead letter is still pending.
-    const bool pending = s.parts.empty() || s.waiting_partitions > 0 || (s.dlq && s.dlq->in_flight() > 0);
+    const bool pending = s.parts.empty() || s.waiting_partitions > 0 || (s.dlq && s.dlq->in_flight() > 0) ||
+                         (s.parallel && (s.dispatcher->in_flight() > 0 || s.dispatcher->queued() > 0));
     if (s.config.idle_exit.count() > 0 && s.first_assigned && !pending && now - s.last_activity >= s.config.idle_exit) {
       result.reason = StopReason::idle;
       break;
@@ -977,12 +936,24 @@ RunResult Consumer::run() {
     // The handle is unusable; commits would fail. Leave without them.
     s.close(end + std::chrono::milliseconds(1000));
   } else {
-    // Graceful: handlers run on this thread, so nothing is in flight. Commit
-    // what is done, then close (the revoke commits again only if needed).
+    // Graceful: nothing more starts; records in flight get until the
+    // deadline to finish. Commit what is done, then close (the revoke
+    // commits again only if needed).
     const auto deadline = end + s.config.shutdown_timeout;
+    if (s.parallel) {
+      s.draining = true;
+      std::vector<Impl::PartitionState*> all;
+      for (auto& [tp, st] : s.parts) {
+        all.push_back(st.get());
+      }
+      s.wait_in_flight(all, deadline);
+    }
     s.drain_dead_letters(deadline);
     s.commit_sync(nullptr, deadline);
     s.close(deadline);
+  }
+  if (s.rk) {
+    s.release_parallel(Clock::now() + std::chrono::milliseconds(1000));
   }
   for (auto& [tp, st] : s.parts) {
     if (st->acked >= 0) {

@@ -1,0 +1,230 @@
+// The poll loop's state, shared by consumer.cpp (the loop, commits,
+// rebalances, the one-record-at-a-time path) and parallel.cpp (records in
+// flight on workers or asynchronous handlers). Private to the library.
+#pragma once
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "kc/consumer.hpp"
+#include "kc/embedded.hpp"
+#include "deadletter/writer.hpp"
+#include "dispatch/dispatcher.hpp"
+#include "dispatch/workers.hpp"
+#include "offsets/metadata.hpp"
+#include "offsets/tracker.hpp"
+#include "rdkafka/handles.hpp"
+#include "retry/backoff.hpp"
+
+namespace kc {
+
+namespace detail {
+
+using Clock = std::chrono::steady_clock;
+
+inline std::string describe(const std::vector<TopicPartition>& tps) {
+  std::string out;
+  for (const auto& tp : tps) {
+    if (!out.empty()) {
+      out += ' ';
+    }
+    out += tp.topic + "[" + std::to_string(to_int(tp.partition)) + "]";
+  }
+  return out;
+}
+
+inline std::string header_text(const rd_kafka_message_t* m, std::string_view name) {
+  rd_kafka_headers_t* hdrs = nullptr;
+  const void* value = nullptr;
+  std::size_t size = 0;
+  // rd_kafka_message_headers takes a non-const message; it only parses.
+  if (rd_kafka_message_headers(const_cast<rd_kafka_message_t*>(m), &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      rd_kafka_header_get_last(hdrs, std::string(name).c_str(), &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      value == nullptr) {
+    return {};
+  }
+  return {static_cast<const char*>(value), size};
+}
+
+inline std::int64_t header_int(const rd_kafka_message_t* m, std::string_view name) {
+  const auto text = header_text(m, name);
+  std::int64_t out = 0;
+  const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc{} && p == text.data() + text.size() && !text.empty() ? out : 0;
+}
+
+}  // namespace detail
+
+using detail::Clock;
+
+struct Consumer::Impl {
+  struct PartitionState {
+    TopicPartition tp;
+    detail::PartitionOffsets offsets;
+    std::int64_t acked = -1;  // last commit point the broker acknowledged
+    bool halted = false;      // a handler failed here: paused, nothing past it is done
+    // Retry: the record at retry_offset failed and is fetched again (seek
+    // back) once the partition resumes at retry_due; retry_attempt is its
+    // next handler call.
+    bool waiting = false;
+    std::int64_t retry_offset = -1;
+    int retry_attempt = 1;
+    Clock::time_point retry_due;
+    bool dlq_paused = false;  // too many dead letters unacknowledged: paused until they drain
+    bool retry_topic = false;  // one of the non-blocking retry topics
+
+    // Parallel processing only.
+    detail::PartitionId pid;     // the dispatcher's name for it
+    std::size_t running = 0;     // started records whose completion has not arrived
+    std::int64_t next_offset = -1;  // after the last record kept (where a resume refetches)
+    std::optional<detail::DoneSet> skip;  // done by the previous owner (commit metadata)
+    bool buffer_paused = false;  // too many records buffered (dispatcher backpressure)
+    bool metadata_paused = false;  // the done set would not fit the commit metadata
+    bool kc_paused = false;      // paused by kc now (any of the reasons above, or halted/dlq_paused)
+    bool revoking = false;       // being revoked: nothing more starts, failures are left undone
+    bool metadata_dirty = false;  // completions since the last commit (the done set changed)
+    std::size_t metadata_checked_at = 0;  // done_after_commit_point() at the last size check
+  };
+
+  // A record kept for parallel processing until it is finished: from its
+  // fetch (queued in the dispatcher) through its runs (retries included).
+  struct RecordKey {
+    std::uint32_t slot;
+    std::uint32_t generation;
+    std::int64_t offset;
+    friend bool operator==(const RecordKey&, const RecordKey&) = default;
+  };
+  struct RecordKeyHash {
+    std::size_t operator()(const RecordKey& k) const noexcept {
+      const auto a = (std::uint64_t{k.slot} << 32 | k.generation) * 0x9E3779B97F4A7C15ull;
+      return static_cast<std::size_t>(a ^ (static_cast<std::uint64_t>(k.offset) * 0xC2B2AE3D27D4EB4Full));
+    }
+  };
+  struct Kept {
+    rd_kafka_message_t* msg = nullptr;  // owned: destroyed when the record is finished
+    int attempt = 1;                    // of the run in progress or the next one
+    bool running = false;               // a worker or the async work has it now
+    bool counted = false;               // in RunStats::consumed (its first run started)
+  };
+
+  ConsumerConfig config;
+  Handler handler;
+  AsyncHandler async_handler;
+  ConsumerHooks hooks;
+
+  // Member order encodes lifetime: the embedded broker (if any) must outlive
+  // the consumer handle that talks to it, so it is declared first and
+  // destroyed last.
+  std::unique_ptr<EmbeddedBroker> embedded;
+  std::string bootstrap;
+  std::unique_ptr<detail::DeadLetterWriter> dlq;  // when dead letters go to a topic
+  detail::HandlePtr rk;
+  // Results of asynchronous commits arrive here, not on the consumer queue,
+  // so the loop can wait for one without taking records. Declared after
+  // `rk`: a queue must go before its handle (see release_handle()).
+  detail::QueuePtr commit_queue;
+  bool closed = false;
+
+  // Parallel processing (see parallel.cpp); `parallel` is false for the
+  // one-record-at-a-time path on the poll thread.
+  bool parallel = false;
+  std::unique_ptr<detail::Dispatcher> dispatcher;
+  std::shared_ptr<detail::CompletionQueue> completions;
+  // The consumer queue, for rd_kafka_queue_yield from completing threads.
+  // Declared after `rk` (destroyed before it); `completions` is closed before
+  // it goes (release_parallel()), so no thread yields a destroyed queue.
+  detail::QueuePtr wake_queue;
+  std::unique_ptr<detail::WorkerPool> workers;
+  std::vector<PartitionState*> by_slot;  // dispatcher slot -> partition (generation checked)
+  std::unordered_map<RecordKey, Kept, RecordKeyHash> kept;
+  std::vector<std::int64_t> done_scratch;
+  bool draining = false;  // stopping or max_messages reached: nothing more starts
+  bool parallel_released = false;  // release_parallel() ran
+
+  std::unordered_map<TopicPartition, std::unique_ptr<PartitionState>> parts;
+  // One-entry cache: records arrive in runs from one partition.
+  const rd_kafka_topic_t* cache_rkt = nullptr;
+  std::int32_t cache_partition = -1;
+  PartitionState* cache_state = nullptr;
+
+  std::atomic<int> stop_requested{0};  // 1: graceful, 2: at once
+  std::string fatal_error;
+  std::set<std::string> reported_topics;
+
+  std::size_t done_since_commit = 0;
+  Clock::time_point last_commit = Clock::now();
+  bool commit_in_flight = false;  // one asynchronous commit at a time
+  bool commits_refused = false;   // before_commit threw: no more commits this run
+  bool waited_for_commit = false;  // the in-flight one was already waited for
+  std::optional<Clock::time_point> first_assigned;
+  Clock::time_point last_activity = Clock::now();
+  RunStats stats;
+  detail::Backoff backoff;
+  std::size_t waiting_partitions = 0;
+  std::set<std::string> retry_topics;  // subscribed non-blocking retry topics
+  std::vector<detail::DeadLetterAck> dlq_acks;  // scratch, reused
+
+  void build();
+  void on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts);
+  void on_commit_result(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets);
+  void on_error(int err, const char* reason);
+  void on_message(rd_kafka_message_t* m);
+  void on_message_error(const rd_kafka_message_t* m);
+  PartitionState* state_of(const rd_kafka_message_t* m);
+  void halt(PartitionState& st, std::int64_t offset, const std::string& why);
+  void fail(PartitionState& st, const rd_kafka_message_t* m, int attempt, const detail::Failure& f);
+  void wait_for(PartitionState& st, std::int64_t offset, int attempt, Clock::time_point due);
+  void set_paused(const TopicPartition& tp, bool paused);
+  void seek(const TopicPartition& tp, std::int64_t offset);
+  void resume_due_retries(Clock::time_point now);
+  int poll_timeout_ms() const;
+  void serve_dead_letters(std::chrono::milliseconds wait);
+  void drain_dead_letters(Clock::time_point deadline);
+  void apply_dead_letter_acks();
+  void drop_state(const std::vector<TopicPartition>& tps);
+
+  detail::PartitionListPtr commit_list(const std::vector<TopicPartition>* only);
+  void maybe_commit(Clock::time_point now);
+  void commit_async();
+  void serve_commit_results(std::chrono::milliseconds wait);
+  bool before_commit();
+  void release_handle(int destroy_flags);
+  bool commit_sync(const std::vector<TopicPartition>* only, Clock::time_point deadline);
+  void close(Clock::time_point deadline);
+  // parallel.cpp
+  void build_parallel();
+  void start_parallel();
+  bool offer(PartitionState& st, rd_kafka_message_t* m);
+  void dispatch(Clock::time_point now);
+  void start(PartitionState& st, const detail::Dispatch& d, Kept& k);
+  std::size_t drain_completions();
+  void on_completion(detail::CompletionResult&& r);
+  void finish_record(const RecordKey& key);
+  void update_pause(PartitionState& st);
+  void check_pressure(PartitionState& st);
+  void check_pressure_all();
+  void load_done_sets(const std::vector<PartitionState*>& fresh);
+  void wait_in_flight(const std::vector<PartitionState*>& going, Clock::time_point deadline);
+  void revoke_parallel(const std::vector<TopicPartition>& tps, bool lost);
+  void add_metadata(PartitionState& st, std::int64_t point, rd_kafka_topic_partition_t* el);
+  void release_parallel(Clock::time_point deadline);
+  PartitionState* state_of(const detail::PartitionId& p) const noexcept;
+  static RecordKey record_key(const detail::PartitionId& p, std::int64_t offset) noexcept {
+    return {p.slot, p.generation, offset};
+  }
+
+  bool cooperative() const { return std::strcmp(rd_kafka_rebalance_protocol(rk.get()), "COOPERATIVE") == 0; }
+};
+
+}  // namespace kc

@@ -1,0 +1,215 @@
+// Parallel processing on librdkafka's mock cluster: the basic contract of
+// each form (worker threads, asynchronous handler) and ordering mode.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kc/consumer.hpp"
+#include "kc/embedded.hpp"
+#include "kc/error.hpp"
+#include "kc/producer.hpp"
+#include "support/kafka.hpp"
+
+namespace {
+
+constexpr int kPartitions = 2;
+constexpr int kPerPartition = 2000;
+constexpr int kKeys = 50;
+
+kc::Bytes bytes(const std::string& s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
+
+class ParallelOnMock : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    broker_.create_topic("t", kPartitions);
+    kc::Producer p({broker_.bootstrap_servers(), {}});
+    for (int i = 0; i < kPartitions * kPerPartition; ++i) {
+      const std::string k = "k" + std::to_string(i % kKeys);
+      const std::string v = std::to_string(i);
+      p.produce("t", bytes(k), bytes(v), (i / kKeys) % kPartitions);
+    }
+    ASSERT_TRUE(p.flush(std::chrono::seconds(30)));
+  }
+
+  kc::ConsumerConfig config(const std::string& group) const {
+    kc::ConsumerConfig c;
+    c.bootstrap_servers = broker_.bootstrap_servers();
+    c.group = group;
+    c.topics = {"t"};
+    c.from_beginning = true;
+    c.idle_exit = std::chrono::milliseconds(1500);
+    return c;
+  }
+
+  std::vector<std::int64_t> committed(const std::string& group) const {
+    return kc::test::committed_offsets(broker_.bootstrap_servers(), group, "t", kPartitions);
+  }
+
+  kc::EmbeddedBroker broker_{1};
+};
+
+struct Seen {
+  std::mutex mutex;
+  // (partition, key) -> offsets in call order
+  std::map<std::pair<int, std::string>, std::vector<std::int64_t>> by_key;
+  std::map<int, std::vector<std::int64_t>> by_partition;
+  void add(const kc::Message& m) {
+    std::lock_guard lock(mutex);
+    const int p = kc::to_int(m.partition());
+    by_key[{p, std::string(kc::as_text(*m.key()))}].push_back(kc::to_int(m.offset()));
+    by_partition[p].push_back(kc::to_int(m.offset()));
+  }
+  std::size_t total() {
+    std::size_t n = 0;
+    for (auto& [p, v] : by_partition) n += v.size();
+    return n;
+  }
+};
+
+bool ascending(const std::vector<std::int64_t>& v) { return std::is_sorted(v.begin(), v.end()) && std::adjacent_find(v.begin(), v.end()) == v.end(); }
+
+TEST_F(ParallelOnMock, WorkersInPartitionModeKeepOffsetOrderPerPartition) {
+  auto cfg = config("workers-partition");
+  cfg.parallel.concurrency = 4;
+  Seen seen;
+  std::atomic<int> running{0}, max_running{0};
+  kc::Consumer c(cfg, [&](const kc::Message& m) {
+    const int now = ++running;
+    int prev = max_running.load();
+    while (now > prev && !max_running.compare_exchange_weak(prev, now)) {
+    }
+    seen.add(m);
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+    --running;
+    return kc::Outcome::done;
+  });
+  const auto r = c.run();
+  EXPECT_EQ(r.reason, kc::StopReason::idle);
+  EXPECT_EQ(seen.total(), static_cast<std::size_t>(kPartitions * kPerPartition));
+  for (auto& [p, offs] : seen.by_partition) {
+    EXPECT_TRUE(ascending(offs)) << "partition " << p;
+  }
+  EXPECT_LE(max_running.load(), kPartitions) << "partition mode runs one record per partition at a time";
+  EXPECT_EQ(committed("workers-partition"), (std::vector<std::int64_t>{kPerPartition, kPerPartition}));
+}
+
+TEST_F(ParallelOnMock, AsyncKeyModeRunsKeysInParallelInOrderPerKey) {
+  auto cfg = config("async-key");
+  cfg.parallel.ordering = kc::Ordering::key;
+  cfg.parallel.max_in_flight = 40;
+  Seen seen;
+  std::mutex mu;
+  std::vector<std::pair<std::chrono::steady_clock::time_point, kc::Completion>> pending;
+  std::atomic<bool> quit{false};
+  std::atomic<std::size_t> max_pending{0};
+  std::thread timer([&] {
+    while (!quit) {
+      std::vector<kc::Completion> due;
+      {
+        std::lock_guard lock(mu);
+        const auto now = std::chrono::steady_clock::now();
+        for (auto it = pending.begin(); it != pending.end();) {
+          if (it->first <= now) {
+            due.push_back(std::move(it->second));
+            it = pending.erase(it);
+          } else {
+            ++it;
+          }
+        }
+      }
+      // Complete in reverse: completions arrive out of order.
+      for (auto it = due.rbegin(); it != due.rend(); ++it) it->done();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  std::uint64_t calls = 0;
+  kc::Consumer c(cfg, [&](const kc::Message& m, kc::Completion done) {
+    seen.add(m);
+    ++calls;
+    std::lock_guard lock(mu);
+    pending.emplace_back(std::chrono::steady_clock::now() + std::chrono::milliseconds(2 + calls % 5), std::move(done));
+    max_pending = std::max(max_pending.load(), pending.size());
+  });
+  const auto r = c.run();
+  quit = true;
+  timer.join();
+  EXPECT_EQ(seen.total(), static_cast<std::size_t>(kPartitions * kPerPartition));
+  for (auto& [k, offs] : seen.by_key) {
+    EXPECT_TRUE(ascending(offs)) << "key " << k.second << " of partition " << k.first;
+  }
+  EXPECT_GT(max_pending.load(), 10u) << "keys should run in parallel";
+  EXPECT_LE(max_pending.load(), 40u) << "max_in_flight";
+  EXPECT_EQ(r.stats.done, static_cast<std::uint64_t>(kPartitions * kPerPartition));
+  EXPECT_EQ(committed("async-key"), (std::vector<std::int64_t>{kPerPartition, kPerPartition}));
+}
+
+TEST_F(ParallelOnMock, RetryInKeyModeHoldsOnlyItsKey) {
+  auto cfg = config("retry-key");
+  cfg.parallel.ordering = kc::Ordering::key;
+  cfg.parallel.concurrency = 2;
+  cfg.retry.max_attempts = 2;
+  cfg.retry.backoff = std::chrono::milliseconds(1500);
+  cfg.retry.backoff_max = std::chrono::milliseconds(1500);
+  Seen seen;
+  std::atomic<int> done_during_backoff{0};
+  std::atomic<bool> backing_off{false};
+  kc::Consumer c(cfg, [&](const kc::Message& m) {
+    if (kc::to_int(m.partition()) == 0 && kc::to_int(m.offset()) == 3) {
+      if (m.attempt() == 1) {
+        backing_off = true;
+        return kc::Outcome::retry;
+      }
+      backing_off = false;
+    } else if (backing_off) {
+      ++done_during_backoff;
+    }
+    seen.add(m);
+    return kc::Outcome::done;
+  });
+  const auto r = c.run();
+  EXPECT_EQ(r.stats.retried, 1u);
+  EXPECT_GT(done_during_backoff.load(), 1000) << "other keys must flow while one key backs off";
+  // The failing record's key (k3 of partition 0) kept its order.
+  const auto& k3 = seen.by_key[{0, "k3"}];
+  ASSERT_FALSE(k3.empty());
+  EXPECT_EQ(k3.front(), 3);
+  EXPECT_TRUE(ascending(k3));
+  EXPECT_EQ(committed("retry-key"), (std::vector<std::int64_t>{kPerPartition, kPerPartition}));
+}
+
+TEST_F(ParallelOnMock, MaxMessagesStopsStartingAndCommitsOnlyDone) {
+  auto cfg = config("max");
+  cfg.parallel.ordering = kc::Ordering::unordered;
+  cfg.parallel.concurrency = 3;
+  cfg.max_messages = 700;
+  std::atomic<int> calls{0};
+  kc::Consumer c(cfg, [&](const kc::Message&) {
+    ++calls;
+    return kc::Outcome::done;
+  });
+  const auto r = c.run();
+  EXPECT_EQ(r.reason, kc::StopReason::max_messages);
+  EXPECT_EQ(calls.load(), 700);
+  const auto off = committed("max");
+  EXPECT_LE(std::max<std::int64_t>(off[0], 0) + std::max<std::int64_t>(off[1], 0), 700);
+}
+
+TEST_F(ParallelOnMock, KeyOrderingWithoutWorkersOrAsyncHandlerIsAConfigError) {
+  auto cfg = config("bad");
+  cfg.parallel.ordering = kc::Ordering::key;
+  try {
+    kc::Consumer c(cfg, [](const kc::Message&) { return kc::Outcome::done; });
+    FAIL() << "expected a configuration error";
+  } catch (const kc::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("parallel.concurrency"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
