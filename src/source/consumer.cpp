@@ -911,7 +911,7 @@ RunResult Consumer::run() {
     // Idle means nothing left to do: partitions are held, no record arrived
     // for idle_exit, and no retry or dead letter is still pending.
     const bool pending = s.parts.empty() || s.waiting_partitions > 0 || (s.dlq && s.dlq->in_flight() > 0) ||
-                         (s.parallel && (s.dispatcher->in_flight() > 0 || s.dispatcher->queued() > 0));
+                         (s.parallel && s.parallel_pending());
     if (s.config.idle_exit.count() > 0 && s.first_assigned && !pending && now - s.last_activity >= s.config.idle_exit) {
       result.reason = StopReason::idle;
       break;
@@ -942,6 +942,7 @@ RunResult Consumer::run() {
     const auto deadline = end + s.config.shutdown_timeout;
     if (s.parallel) {
       s.draining = true;
+      s.shutdown_deadline = deadline;  // also bounds the revoke's wait in close()
       std::vector<Impl::PartitionState*> all;
       for (auto& [tp, st] : s.parts) {
         all.push_back(st.get());

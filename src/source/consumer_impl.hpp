@@ -151,6 +151,7 @@ struct Consumer::Impl {
   std::vector<std::int64_t> done_scratch;
   bool draining = false;  // stopping or max_messages reached: nothing more starts
   bool parallel_released = false;  // release_parallel() ran
+  std::optional<Clock::time_point> shutdown_deadline;  // set once a graceful shutdown began
 
   std::unordered_map<TopicPartition, std::unique_ptr<PartitionState>> parts;
   // One-entry cache: records arrive in runs from one partition.
@@ -220,6 +221,7 @@ struct Consumer::Impl {
   void add_metadata(PartitionState& st, std::int64_t point, rd_kafka_topic_partition_t* el);
   void release_parallel(Clock::time_point deadline);
   PartitionState* state_of(const detail::PartitionId& p) const noexcept;
+  bool parallel_pending() const noexcept;
   static RecordKey record_key(const detail::PartitionId& p, std::int64_t offset) noexcept {
     return {p.slot, p.generation, offset};
   }

@@ -83,6 +83,18 @@ Consumer::Impl::PartitionState* Consumer::Impl::state_of(const detail::Partition
   return st != nullptr && st->pid == p ? st : nullptr;
 }
 
+bool Consumer::Impl::parallel_pending() const noexcept {
+  // Work that will still happen by itself: records running, or a retry due
+  // at a known time. Records stuck behind a failed one (held for good) are
+  // not; nor are other queued ones once nothing runs (dispatch() would have
+  // started them if it could).
+  if (dispatcher->in_flight() > 0) {
+    return true;
+  }
+  const auto due = dispatcher->next_due();
+  return due && *due != Clock::time_point::max();
+}
+
 // ---------------------------------------------------------------- fetch side
 
 bool Consumer::Impl::offer(PartitionState& st, rd_kafka_message_t* m) {
@@ -478,7 +490,11 @@ void Consumer::Impl::revoke_parallel(const std::vector<TopicPartition>& tps, boo
     return false;
   });
   if (!lost) {
-    wait_in_flight(going, Clock::now() + config.parallel.revoke_timeout);
+    auto deadline = Clock::now() + config.parallel.revoke_timeout;
+    if (shutdown_deadline) {
+      deadline = std::min(deadline, *shutdown_deadline);
+    }
+    wait_in_flight(going, deadline);
   }
 }
 

@@ -184,6 +184,34 @@ TEST_F(ParallelOnMock, RetryInKeyModeHoldsOnlyItsKey) {
   EXPECT_EQ(committed("retry-key"), (std::vector<std::int64_t>{kPerPartition, kPerPartition}));
 }
 
+TEST_F(ParallelOnMock, PermanentFailureWithoutDeadLetterTopicStopsOnlyItsKey) {
+  auto cfg = config("dead-key");
+  cfg.parallel.ordering = kc::Ordering::key;
+  cfg.parallel.concurrency = 2;
+  Seen seen;
+  kc::Consumer c(cfg, [&](const kc::Message& m) {
+    if (kc::to_int(m.partition()) == 0 && kc::to_int(m.offset()) == 7) {
+      throw kc::PermanentError("bad record");
+    }
+    seen.add(m);
+    return kc::Outcome::done;
+  });
+  const auto r = c.run();
+  EXPECT_EQ(r.reason, kc::StopReason::idle) << "a stopped key must not keep the consumer busy";
+  EXPECT_EQ(r.stats.failed, 1u);
+  // Its key (k7 in partition 0) stops at the failed record; every other
+  // record of the partition is done.
+  const auto& k7 = seen.by_key[{0, "k7"}];
+  for (const auto o : k7) {
+    EXPECT_LT(o, 7) << "k7 went on past its failed record";
+  }
+  const auto per_key = static_cast<std::size_t>(kPerPartition / kKeys);
+  EXPECT_EQ(seen.by_partition[0].size(), static_cast<std::size_t>(kPerPartition) - per_key);
+  const auto off = committed("dead-key");
+  EXPECT_EQ(off[0], 7) << "nothing at or past the failed record is committed";
+  EXPECT_EQ(off[1], kPerPartition);
+}
+
 TEST_F(ParallelOnMock, MaxMessagesStopsStartingAndCommitsOnlyDone) {
   auto cfg = config("max");
   cfg.parallel.ordering = kc::Ordering::unordered;
