@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "kc/message.hpp"
@@ -33,6 +34,13 @@ class Sink {
   virtual ~Sink() = default;
   virtual void write(const Message& m, const DecodedValue& v) = 0;
   virtual void flush() = 0;
+  /// Appends to `out` what write(m, v) would write, without writing it: for
+  /// work that finishes after the Message is gone (an asynchronous handler
+  /// renders in its call and writes when the work completes). Any thread
+  /// (touches no sink state). Empty for a sink that writes nothing.
+  virtual void render(const Message& m, const DecodedValue& v, std::string& out) const = 0;
+  /// Writes text made by render() (whole lines), like write().
+  virtual void write_rendered(std::string_view rendered) = 0;
 };
 
 /// Creates a sink from its spec: `stdout`, `jsonl:PATH` (appends; creates the

@@ -67,50 +67,61 @@ class JsonLinesSink final : public Sink {
   }
 
   void write(const Message& m, const DecodedValue& v) override {
-    const auto ts = m.timestamp();
-    fmt::format_to(std::back_inserter(buf_), R"({{"topic":)");
-    append_string(buf_, m.topic());
-    fmt::format_to(std::back_inserter(buf_), R"(,"partition":{},"offset":{},"timestamp":{},)",
-                   to_int(m.partition()), to_int(m.offset()), ts.ms);
-    if (key_ == KeyFormat::json && !v.key_json.empty()) {
-      buf_ += R"("key":)";
-      buf_ += v.key_json;
-    } else {
-      append_bytes_field(buf_, "key", m.key(), key_ != KeyFormat::raw);
-    }
-    buf_ += R"(,"headers":[)";
-    const auto hs = m.headers();
-    for (std::size_t i = 0; i < hs.size(); ++i) {
-      const auto h = hs.at(i);
-      buf_ += i == 0 ? "[" : ",[";
-      append_string(buf_, h.name);
-      buf_ += ',';
-      if (!h.value) {
-        buf_ += "null";
-      } else if (is_valid_utf8(*h.value)) {
-        append_string(buf_, as_text(*h.value));
-      } else {
-        buf_ += R"({"base64":")";
-        append_base64(buf_, *h.value);
-        buf_ += R"("})";
-      }
-      buf_ += ']';
-    }
-    buf_ += "],";
-    if (value_ == ValueFormat::json && v.error.empty() && m.value()) {
-      buf_ += R"("value":)";
-      buf_ += v.json;
-    } else {
-      append_bytes_field(buf_, "value", m.value(), value_ == ValueFormat::string);
-      if (!v.error.empty()) {
-        buf_ += R"(,"error":)";
-        append_string(buf_, v.error);
-      }
-    }
-    buf_ += "}\n";
+    render(m, v, buf_);
     if (buf_.size() >= kFlushAt) {
       flush();
     }
+  }
+
+  void write_rendered(std::string_view rendered) override {
+    buf_ += rendered;
+    if (buf_.size() >= kFlushAt) {
+      flush();
+    }
+  }
+
+  void render(const Message& m, const DecodedValue& v, std::string& out) const override {
+    const auto ts = m.timestamp();
+    fmt::format_to(std::back_inserter(out), R"({{"topic":)");
+    append_string(out, m.topic());
+    fmt::format_to(std::back_inserter(out), R"(,"partition":{},"offset":{},"timestamp":{},)",
+                   to_int(m.partition()), to_int(m.offset()), ts.ms);
+    if (key_ == KeyFormat::json && !v.key_json.empty()) {
+      out += R"("key":)";
+      out += v.key_json;
+    } else {
+      append_bytes_field(out, "key", m.key(), key_ != KeyFormat::raw);
+    }
+    out += R"(,"headers":[)";
+    const auto hs = m.headers();
+    for (std::size_t i = 0; i < hs.size(); ++i) {
+      const auto h = hs.at(i);
+      out += i == 0 ? "[" : ",[";
+      append_string(out, h.name);
+      out += ',';
+      if (!h.value) {
+        out += "null";
+      } else if (is_valid_utf8(*h.value)) {
+        append_string(out, as_text(*h.value));
+      } else {
+        out += R"({"base64":")";
+        append_base64(out, *h.value);
+        out += R"("})";
+      }
+      out += ']';
+    }
+    out += "],";
+    if (value_ == ValueFormat::json && v.error.empty() && m.value()) {
+      out += R"("value":)";
+      out += v.json;
+    } else {
+      append_bytes_field(out, "value", m.value(), value_ == ValueFormat::string);
+      if (!v.error.empty()) {
+        out += R"(,"error":)";
+        append_string(out, v.error);
+      }
+    }
+    out += "}\n";
   }
 
   void flush() override {
@@ -184,6 +195,8 @@ class NullSink final : public Sink {
  public:
   void write(const Message&, const DecodedValue&) override {}
   void flush() override {}
+  void render(const Message&, const DecodedValue&, std::string&) const override {}
+  void write_rendered(std::string_view) override {}
 };
 
 }  // namespace

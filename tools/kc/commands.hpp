@@ -35,6 +35,16 @@ struct ConsumeOptions {
   RegistryOptions registry;
   std::optional<std::string> avro_reader_schema;  // file
   bool no_schema_validation = false;             // jsonschema: skip validation
+  // Parallel processing (ConsumerConfig::parallel).
+  std::optional<std::string> ordering;  // partition|key|unordered
+  std::optional<std::uint64_t> concurrency;
+  std::optional<std::uint64_t> max_in_flight;
+  std::optional<std::uint64_t> max_in_flight_per_partition;
+  std::optional<std::uint64_t> revoke_timeout_ms;
+  // A test handler: simulated I/O latency and CPU work per record.
+  std::optional<std::uint64_t> simulate_latency_ms;
+  std::uint64_t simulate_latency_jitter_ms = 0;
+  std::uint64_t simulate_cpu_us = 0;
 };
 
 struct ProduceOptions {

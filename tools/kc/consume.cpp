@@ -1,13 +1,21 @@
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <cstdint>
 #include <cstdio>
 #include <fmt/format.h>
 #include <fstream>
+#include <mutex>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <unistd.h>
+#include <vector>
 
 #include "commands.hpp"
 #include "kc/consumer.hpp"
@@ -62,6 +70,29 @@ void add_consume_command(CLI::App& app, ConsumeOptions& o) {
       ->check(CLI::IsMember({"kc", "spring", "both"}));
   c->add_flag("--retry-topics", o.retry_topics,
               "non-blocking retries through <topic>.retry.<n> topics (they must exist); gives up ordering");
+  c->add_option("--ordering", o.ordering,
+                "in parallel processing, what stays in offset order: partition (default), key or unordered")
+      ->check(CLI::IsMember({"partition", "key", "unordered"}));
+  c->add_option("--concurrency", o.concurrency,
+                "worker threads running the handler; 0: the poll thread (default; with --ordering key|unordered: "
+                "one per CPU)");
+  c->add_option("--max-in-flight", o.max_in_flight,
+                "parallel: records in process at once, all partitions (default 1000)");
+  c->add_option("--max-in-flight-per-partition", o.max_in_flight_per_partition,
+                "parallel: records in process at once per partition (default: --max-in-flight)");
+  c->add_option("--revoke-timeout-ms", o.revoke_timeout_ms,
+                "parallel: on a revoke, wait up to N ms for the partitions' records in process (default 10000)");
+  auto* latency = c->add_option("--simulate-latency-ms", o.simulate_latency_ms,
+                                "test: every record also waits MS ms, as for I/O (asynchronous; a sleep on the "
+                                "workers with --concurrency)")
+                      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{600000}));
+  c->add_option("--simulate-latency-jitter-ms", o.simulate_latency_jitter_ms,
+                "test: add a uniform random 0..J ms to --simulate-latency-ms")
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{600000}))
+      ->needs(latency);
+  c->add_option("--simulate-cpu-us", o.simulate_cpu_us,
+                "test: burn US microseconds of CPU per record (on the poll thread without --concurrency)")
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{10000000}));
 }
 
 namespace {
@@ -112,6 +143,132 @@ class RegistryDecoder {
  private:
   schema::Deserializer deserializer_;
   const char* side_;
+};
+
+// The simulated I/O time of one record: `base` plus a uniform random 0..jitter
+// (to the microsecond). Any thread: each has its own generator.
+std::chrono::microseconds simulated_latency(std::chrono::milliseconds base, std::chrono::milliseconds jitter) {
+  if (jitter.count() == 0) {
+    return base;
+  }
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  std::uniform_int_distribution<std::chrono::microseconds::rep> extra(0, std::chrono::microseconds(jitter).count());
+  return base + std::chrono::microseconds(extra(rng));
+}
+
+// Simulated CPU-bound work: spins for `d`, computing. The result goes to a
+// volatile, so the compiler must keep the loop; a sleep would free the core.
+void burn_cpu(std::chrono::microseconds d) {
+  if (d.count() <= 0) {
+    return;
+  }
+  thread_local volatile std::uint64_t result = 0;
+  const auto until = std::chrono::steady_clock::now() + d;
+  std::uint64_t x = result | 1;
+  do {
+    for (int i = 0; i < 256; ++i) {  // xorshift64: about a microsecond between clock reads
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+    }
+  } while (std::chrono::steady_clock::now() < until);
+  result = x;
+}
+
+// Completes the records of --simulate-latency-ms when their simulated I/O is
+// over: one thread, a min-heap on due time, asleep on a condition variable
+// until the earliest one is due. Completions still pending at stop() stay in
+// the heap and are dropped with the timer, after the consumer is gone (the
+// timer is declared before it), so they change nothing.
+class LatencyTimer {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  /// `write` runs on the timer thread before each completion, with the
+  /// text given to add().
+  explicit LatencyTimer(std::function<void(std::string_view)> write)
+      : write_(std::move(write)), thread_([this] { loop(); }) {}
+  ~LatencyTimer() { stop(); }
+  LatencyTimer(const LatencyTimer&) = delete;
+  LatencyTimer& operator=(const LatencyTimer&) = delete;
+
+  /// Writes `rendered` and completes `completion` (done) at `due` or soon
+  /// after. Any thread.
+  void add(Clock::time_point due, Completion completion, std::string rendered) {
+    bool earliest = false;
+    {
+      std::lock_guard lock(mu_);
+      earliest = heap_.empty() || due < heap_.front().due;
+      heap_.push_back({due, std::move(completion), std::move(rendered)});
+      std::push_heap(heap_.begin(), heap_.end(), later);
+    }
+    if (earliest) {
+      cv_.notify_one();
+    }
+  }
+
+  /// Stops and joins the thread; what is pending is not completed.
+  void stop() noexcept {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) {
+      thread_.join();
+    }
+  }
+
+ private:
+  struct Entry {
+    Clock::time_point due;
+    Completion completion;
+    std::string rendered;
+  };
+  static bool later(const Entry& a, const Entry& b) { return a.due > b.due; }
+
+  void loop() {
+    std::vector<Entry> due;
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      if (heap_.empty()) {
+        cv_.wait(lock);
+        continue;
+      }
+      const auto now = Clock::now();
+      if (heap_.front().due > now) {
+        const auto next = heap_.front().due;  // a copy: add() may move the front while we wait
+        cv_.wait_until(lock, next);
+        continue;
+      }
+      while (!heap_.empty() && heap_.front().due <= now) {
+        std::pop_heap(heap_.begin(), heap_.end(), later);
+        due.push_back(std::move(heap_.back()));
+        heap_.pop_back();
+      }
+      lock.unlock();  // done() takes the consumer's lock: not under ours
+      for (auto& e : due) {
+        try {
+          write_(e.rendered);
+          e.completion.done();
+        } catch (const std::exception& ex) {
+          // A sink write failed: the record fails (retried, then dead); a
+          // failed write must not be skipped.
+          e.completion.fail(std::current_exception());
+          spdlog::error("kc: simulated latency: cannot finish a record: {}", ex.what());
+        }
+      }
+      due.clear();
+      lock.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Entry> heap_;  // a min-heap on due (std::push_heap with later)
+  bool stopping_ = false;
+  std::function<void(std::string_view)> write_;
+  std::thread thread_;  // last: starts once the members it uses exist
 };
 
 std::string_view reason_text(StopReason r) {
@@ -180,7 +337,41 @@ int run_consume(const ConsumeOptions& o) {
   if (o.retry_topics) {
     cfg.set("retry.topics", "true", "flag --retry-topics");
   }
+  if (o.ordering) {
+    cfg.set("parallel.ordering", *o.ordering, "flag --ordering");
+  }
+  if (o.concurrency) {
+    cfg.set("parallel.concurrency", std::to_string(*o.concurrency), "flag --concurrency");
+  }
+  if (o.max_in_flight) {
+    cfg.set("parallel.max_in_flight", std::to_string(*o.max_in_flight), "flag --max-in-flight");
+  }
+  if (o.max_in_flight_per_partition) {
+    cfg.set("parallel.max_in_flight_per_partition", std::to_string(*o.max_in_flight_per_partition),
+            "flag --max-in-flight-per-partition");
+  }
+  if (o.revoke_timeout_ms) {
+    cfg.set("parallel.revoke_timeout_ms", std::to_string(*o.revoke_timeout_ms), "flag --revoke-timeout-ms");
+  }
   apply_registry_options(o.registry, cfg);
+  // Three ways to run the handler. Simulated latency without worker threads:
+  // the asynchronous form, completed by a timer thread. Worker threads: the
+  // synchronous handler on parallel.concurrency threads. Neither: the
+  // handler on the poll thread, one record at a time (the default). An
+  // ordering other than partition asks for parallelism: without workers or
+  // latency it gets one worker per CPU.
+  const bool async = o.simulate_latency_ms && cfg.parallel.concurrency == 0;
+  if (!async && cfg.parallel.concurrency == 0 && cfg.parallel.ordering != Ordering::partition) {
+    cfg.set("parallel.concurrency", std::to_string(std::max(1u, std::thread::hardware_concurrency())),
+            "default of --ordering without --concurrency");
+  }
+  const bool workers = cfg.parallel.concurrency > 0;
+  if (!async && !workers && (o.max_in_flight || o.max_in_flight_per_partition || o.revoke_timeout_ms)) {
+    spdlog::warn("kc: --max-in-flight[-per-partition], --revoke-timeout-ms: ignored without parallel processing");
+  }
+  const auto latency = std::chrono::milliseconds(static_cast<std::int64_t>(o.simulate_latency_ms.value_or(0)));
+  const auto jitter = std::chrono::milliseconds(static_cast<std::int64_t>(o.simulate_latency_jitter_ms));
+  const auto cpu = std::chrono::microseconds(static_cast<std::int64_t>(o.simulate_cpu_us));
   const bool dead_letters = cfg.dead_letter.enabled;
   const int max_attempts = cfg.retry.max_attempts;
 
@@ -228,6 +419,9 @@ int run_consume(const ConsumeOptions& o) {
   std::uint64_t malformed = 0;
   bool registry_failed = false;
   std::string registry_error;
+  // Declared before the consumer so that completions still pending when run()
+  // returns outlive it (see LatencyTimer).
+  std::optional<LatencyTimer> timer;
   std::optional<Consumer> consumer;
   // A record that cannot be decoded: to the dead-letter topic when there is
   // one (with its original bytes), else written with the raw bytes and the
@@ -243,7 +437,11 @@ int run_consume(const ConsumeOptions& o) {
     dv.json = {};
     dv.key_json = {};
   };
-  Handler handler = [&](const Message& m) {
+  // Decodes `m` and writes it to the sink, or with `rendered`, appends its
+  // sink text there to be written later; throws DecodeError (undecodable,
+  // with a dead-letter topic) or RetriableError (registry trouble). Not
+  // thread-safe: decoders, buffers, counters and the sink are shared.
+  const auto write_record = [&](const Message& m, std::string* rendered = nullptr) {
     DecodedValue dv;
     bool give_up = false;
     try {
@@ -280,15 +478,75 @@ int run_consume(const ConsumeOptions& o) {
       }
       throw;
     }
-    sink->write(m, dv);
-    return Outcome::done;
+    if (rendered != nullptr) {
+      sink->render(m, dv, *rendered);
+    } else {
+      sink->write(m, dv);
+    }
   };
+  // With worker threads, the library runs handlers in parallel, but the tool
+  // serialises decoding and sink writes (shared decoders, buffers and sink)
+  // under `mu`, and the sink's flush before a commit takes it too. Only the
+  // simulated latency and CPU work run in parallel, outside the lock. In the
+  // asynchronous form the timer thread writes under `mu`.
+  std::mutex mu;
   ConsumerHooks hooks;
-  hooks.before_commit = [&] { sink->flush(); };
+  if (workers || async) {
+    hooks.before_commit = [&] {
+      std::lock_guard lock(mu);
+      sink->flush();
+    };
+  } else {
+    hooks.before_commit = [&] { sink->flush(); };
+  }
 
-  consumer.emplace(std::move(cfg), std::move(handler), std::move(hooks));
+  if (async) {
+    // On the poll thread: simulated CPU work and decoding happen in the
+    // call, which renders the record's sink text; the timer thread writes it
+    // when the simulated I/O is over, then completes the record. So the sink
+    // shows completion order, as a handler that writes after its I/O would.
+    // A throw (undecodable, registry) fails the record at once.
+    AsyncHandler handler = [&](const Message& m, Completion completion) {
+      burn_cpu(cpu);
+      std::string rendered;
+      write_record(m, &rendered);
+      timer->add(LatencyTimer::Clock::now() + simulated_latency(latency, jitter), std::move(completion),
+                 std::move(rendered));
+    };
+    consumer.emplace(std::move(cfg), std::move(handler), std::move(hooks));
+  } else if (workers) {
+    Handler handler = [&](const Message& m) {
+      if (o.simulate_latency_ms) {
+        std::this_thread::sleep_for(simulated_latency(latency, jitter));
+      }
+      burn_cpu(cpu);
+      std::lock_guard lock(mu);
+      write_record(m);
+      return Outcome::done;
+    };
+    consumer.emplace(std::move(cfg), std::move(handler), std::move(hooks));
+  } else {
+    Handler handler = [&](const Message& m) {
+      burn_cpu(cpu);
+      write_record(m);
+      return Outcome::done;
+    };
+    consumer.emplace(std::move(cfg), std::move(handler), std::move(hooks));
+  }
   stop_on_signals(*consumer);
+  if (async) {
+    timer.emplace([&](std::string_view rendered) {
+      std::lock_guard lock(mu);
+      sink->write_rendered(rendered);
+    });
+  }
   const auto result = consumer->run();
+  if (timer) {
+    timer->stop();
+  }
+  // Under the lock in case the library left a worker behind (a handler that
+  // outlasted the shutdown timeouts).
+  std::lock_guard lock(mu);
   sink->flush();
 
   const auto& st = result.stats;
@@ -301,13 +559,14 @@ int run_consume(const ConsumeOptions& o) {
       registry_failed ? "stopped by a schema registry failure" : std::string(reason_text(result.reason));
   std::fprintf(stderr,
                "kc consume: %s after %llu records in %.2f s (%.0f msg/s)\n"
-               "  done %llu, malformed %llu, retried %llu, dead-lettered %llu, failed %llu, commits ok %llu, "
-               "commits failed %llu\n"
+               "  done %llu, malformed %llu, retried %llu, dead-lettered %llu, failed %llu, skipped %llu, "
+               "late completions %llu, commits ok %llu, commits failed %llu\n"
                "  committed offsets:%s\n",
                why_stopped.c_str(), static_cast<unsigned long long>(st.consumed), secs,
                secs > 0 ? static_cast<double>(st.consumed) / secs : 0.0, static_cast<unsigned long long>(st.done),
                static_cast<unsigned long long>(malformed), static_cast<unsigned long long>(st.retried),
                static_cast<unsigned long long>(st.dead_lettered), static_cast<unsigned long long>(st.failed),
+               static_cast<unsigned long long>(st.skipped), static_cast<unsigned long long>(st.late_completions),
                static_cast<unsigned long long>(st.commits_ok), static_cast<unsigned long long>(st.commits_failed),
                committed.empty() ? " (none)" : committed.c_str());
   if (result.reason == StopReason::fatal) {
