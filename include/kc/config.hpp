@@ -42,8 +42,9 @@ struct ParallelPolicy {
   /// Fetched records buffered per partition (queued + in flight) before the
   /// partition is paused; 0: max(2 * per-partition in-flight limit, 1000).
   std::size_t max_buffered_per_partition = 0;
-  /// On revoke (and shutdown), how long to wait for in-flight records of the
-  /// partitions going away before committing what is done.
+  /// On revoke, how long to wait for in-flight records of the partitions
+  /// going away before committing what is done (a graceful shutdown waits
+  /// up to shutdown.timeout_ms instead).
   std::chrono::milliseconds revoke_timeout{10000};
 };
 

@@ -71,7 +71,7 @@ struct ConsumerHooks {
 
 /// What a run did, for summaries and tests.
 struct RunStats {
-  std::uint64_t consumed = 0;        ///< records handed to the handler
+  std::uint64_t consumed = 0;        ///< handler calls (a record retried twice counts 3)
   std::uint64_t done = 0;            ///< records whose handler returned done
   std::uint64_t failed = 0;          ///< records that stopped their partition (no dead-letter topic)
   std::uint64_t retried = 0;         ///< retries scheduled (a record retried twice counts 2)

@@ -941,13 +941,17 @@ RunResult Consumer::run() {
     // commits again only if needed).
     const auto deadline = end + s.config.shutdown_timeout;
     if (s.parallel) {
+      // Records in flight get at most half the shutdown timeout (and no more
+      // than a revoke would give them): the commit and the group leave need
+      // the rest, or the group waits out our session for nothing.
       s.draining = true;
-      s.shutdown_deadline = deadline;  // also bounds the revoke's wait in close()
+      s.shutdown_deadline = end + std::min<Clock::duration>(s.config.parallel.revoke_timeout,
+                                                            s.config.shutdown_timeout / 2);
       std::vector<Impl::PartitionState*> all;
       for (auto& [tp, st] : s.parts) {
         all.push_back(st.get());
       }
-      s.wait_in_flight(all, deadline);
+      s.wait_in_flight(all, *s.shutdown_deadline);
     }
     s.drain_dead_letters(deadline);
     s.commit_sync(nullptr, deadline);

@@ -115,7 +115,7 @@ struct Consumer::Impl {
     rd_kafka_message_t* msg = nullptr;  // owned: destroyed when the record is finished
     int attempt = 1;                    // of the run in progress or the next one
     bool running = false;               // a worker or the async work has it now
-    bool counted = false;               // in RunStats::consumed (its first run started)
+    bool counted = false;               // in `started` (its first run began)
   };
 
   ConsumerConfig config;
@@ -150,8 +150,11 @@ struct Consumer::Impl {
   std::unordered_map<RecordKey, Kept, RecordKeyHash> kept;
   std::vector<std::int64_t> done_scratch;
   bool draining = false;  // stopping or max_messages reached: nothing more starts
+  std::uint64_t started = 0;  // records whose first run began (max_messages counts these)
   bool parallel_released = false;  // release_parallel() ran
-  std::optional<Clock::time_point> shutdown_deadline;  // set once a graceful shutdown began
+  // Set when a graceful shutdown begins: records in flight are waited for
+  // until then, by the shutdown and by the revoke in close().
+  std::optional<Clock::time_point> shutdown_deadline;
 
   std::unordered_map<TopicPartition, std::unique_ptr<PartitionState>> parts;
   // One-entry cache: records arrive in runs from one partition.

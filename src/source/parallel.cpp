@@ -162,7 +162,7 @@ void Consumer::Impl::dispatch(Clock::time_point now) {
       continue;
     }
     start(*st, *d, it->second);
-    if (config.max_messages != 0 && stats.consumed >= config.max_messages) {
+    if (config.max_messages != 0 && started >= config.max_messages) {
       draining = true;  // the limit: nothing more starts; run() ends when the rest finished
       return;
     }
@@ -182,9 +182,10 @@ void Consumer::Impl::start(PartitionState& st, const detail::Dispatch& d, Kept& 
       return;
     }
   }
+  ++stats.consumed;  // every handler call, as on the poll thread
   if (!k.counted) {
     k.counted = true;
-    ++stats.consumed;
+    ++started;
   }
   k.running = true;
   ++st.running;

@@ -1,5 +1,6 @@
 // Parallel processing on librdkafka's mock cluster: the basic contract of
 // each form (worker threads, asynchronous handler) and ordering mode.
+// Retries, backpressure and the commit-point property: parallel_consumer_test.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -148,40 +149,6 @@ TEST_F(ParallelOnMock, AsyncKeyModeRunsKeysInParallelInOrderPerKey) {
   EXPECT_LE(max_pending.load(), 40u) << "max_in_flight";
   EXPECT_EQ(r.stats.done, static_cast<std::uint64_t>(kPartitions * kPerPartition));
   EXPECT_EQ(committed("async-key"), (std::vector<std::int64_t>{kPerPartition, kPerPartition}));
-}
-
-TEST_F(ParallelOnMock, RetryInKeyModeHoldsOnlyItsKey) {
-  auto cfg = config("retry-key");
-  cfg.parallel.ordering = kc::Ordering::key;
-  cfg.parallel.concurrency = 2;
-  cfg.retry.max_attempts = 2;
-  cfg.retry.backoff = std::chrono::milliseconds(1500);
-  cfg.retry.backoff_max = std::chrono::milliseconds(1500);
-  Seen seen;
-  std::atomic<int> done_during_backoff{0};
-  std::atomic<bool> backing_off{false};
-  kc::Consumer c(cfg, [&](const kc::Message& m) {
-    if (kc::to_int(m.partition()) == 0 && kc::to_int(m.offset()) == 3) {
-      if (m.attempt() == 1) {
-        backing_off = true;
-        return kc::Outcome::retry;
-      }
-      backing_off = false;
-    } else if (backing_off) {
-      ++done_during_backoff;
-    }
-    seen.add(m);
-    return kc::Outcome::done;
-  });
-  const auto r = c.run();
-  EXPECT_EQ(r.stats.retried, 1u);
-  EXPECT_GT(done_during_backoff.load(), 1000) << "other keys must flow while one key backs off";
-  // The failing record's key (k3 of partition 0) kept its order.
-  const auto& k3 = seen.by_key[{0, "k3"}];
-  ASSERT_FALSE(k3.empty());
-  EXPECT_EQ(k3.front(), 3);
-  EXPECT_TRUE(ascending(k3));
-  EXPECT_EQ(committed("retry-key"), (std::vector<std::int64_t>{kPerPartition, kPerPartition}));
 }
 
 TEST_F(ParallelOnMock, PermanentFailureWithoutDeadLetterTopicStopsOnlyItsKey) {
