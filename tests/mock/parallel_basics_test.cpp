@@ -16,7 +16,9 @@
 #include "kc/embedded.hpp"
 #include "kc/error.hpp"
 #include "kc/producer.hpp"
+#include "offsets/metadata.hpp"
 #include "support/kafka.hpp"
+#include "support/parallel.hpp"
 
 namespace {
 
@@ -194,6 +196,38 @@ TEST_F(ParallelOnMock, MaxMessagesStopsStartingAndCommitsOnlyDone) {
   EXPECT_EQ(calls.load(), 700);
   const auto off = committed("max");
   EXPECT_LE(std::max<std::int64_t>(off[0], 0) + std::max<std::int64_t>(off[1], 0), 700);
+}
+
+// Metadata that is not kc's (another application's, or kc's for another
+// commit point) is ignored with a warning: everything from the committed
+// offset is processed, nothing is skipped, nothing fails.
+TEST_F(ParallelOnMock, ForeignCommitMetadataIsIgnored) {
+  const std::string bs = broker_.bootstrap_servers();
+  // Partition 0: another application's metadata. Partition 1: kc's format,
+  // but written for commit point 50 while the committed offset is 100 (an
+  // offset reset that kept the metadata): claims 100..199 done.
+  std::vector<std::int64_t> done;
+  for (std::int64_t o = 100; o < 200; ++o) done.push_back(o);
+  kc::test::commit_with_metadata(bs, "foreign", "t", 0, 100, "app-state:{\"v\":1}");
+  kc::test::commit_with_metadata(bs, "foreign", "t", 1, 100, kc::detail::encode_done_offsets(50, done));
+  auto cfg = config("foreign");
+  cfg.parallel.ordering = kc::Ordering::key;
+  cfg.parallel.concurrency = 2;
+  Seen seen;
+  kc::Consumer c(cfg, [&](const kc::Message& m) {
+    seen.add(m);
+    return kc::Outcome::done;
+  });
+  const auto r = c.run();
+  EXPECT_EQ(r.reason, kc::StopReason::idle);
+  EXPECT_EQ(r.stats.skipped, 0u);
+  for (int p = 0; p < kPartitions; ++p) {
+    auto offs = seen.by_partition[p];
+    std::sort(offs.begin(), offs.end());
+    ASSERT_EQ(offs.size(), static_cast<std::size_t>(kPerPartition - 100)) << "partition " << p;
+    EXPECT_EQ(offs.front(), 100) << "partition " << p;
+  }
+  EXPECT_EQ(committed("foreign"), (std::vector<std::int64_t>{kPerPartition, kPerPartition}));
 }
 
 TEST_F(ParallelOnMock, KeyOrderingWithoutWorkersOrAsyncHandlerIsAConfigError) {

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <utility>
 
 #include "support/rdkafka_handles.hpp"
@@ -54,6 +55,24 @@ std::vector<Committed> CommittedReader::read(const std::string& topic, int parti
     }
   }
   return out;
+}
+
+void commit_with_metadata(const std::string& bootstrap, const std::string& group, const std::string& topic,
+                          int partition, std::int64_t offset, const std::string& metadata) {
+  auto rk = rdk::make_client(RD_KAFKA_CONSUMER, bootstrap,
+                             {{"group.id", group}, {"enable.auto.commit", "false"}, {"client.id", "kc-test-commit"}});
+  rdk::ListPtr list(rd_kafka_topic_partition_list_new(1));
+  auto* el = rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition);
+  el->offset = offset;
+  // The list frees its metadata with free().
+  el->metadata = std::malloc(metadata.size());
+  std::memcpy(el->metadata, metadata.data(), metadata.size());
+  el->metadata_size = metadata.size();
+  if (const auto err = rd_kafka_commit(rk.get(), list.get(), 0); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw Failure("commit of " + topic + "[" + std::to_string(partition) + "] for group " + group + ": " +
+                  rd_kafka_err2name(err));
+  }
+  rd_kafka_consumer_close(rk.get());
 }
 
 std::vector<Committed> committed_with_metadata(const std::string& bootstrap, const std::string& group,

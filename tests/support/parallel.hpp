@@ -53,6 +53,13 @@ class CommittedReader {
   std::unique_ptr<Impl> impl_;
 };
 
+/// Commits `offset` with `metadata` for partition `partition` of `topic` in
+/// `group`, as another application would (a consumer handle outside the
+/// group, synchronous OffsetCommit). The group must have no active member.
+/// Throws Failure when the broker refuses.
+void commit_with_metadata(const std::string& bootstrap, const std::string& group, const std::string& topic,
+                          int partition, std::int64_t offset, const std::string& metadata);
+
 /// One-shot form of CommittedReader::read (a new client each call).
 std::vector<Committed> committed_with_metadata(const std::string& bootstrap, const std::string& group,
                                                const std::string& topic, int partitions,
