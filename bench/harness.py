@@ -8,8 +8,13 @@ client libraries when they are there.
   harness.py run   --bootstrap B --topic T --messages N --kc PATH
                    --rdkafka-performance PATH --python PY --out DIR [options]
                    [--scenario avro --registry URL]
+                   [--scenario latency|cpu [--latency-ms MS --cpu-us US ...]]
   harness.py count --bootstrap B --topic T      (sum of high watermarks; needs confluent_kafka)
-  harness.py env   [--rdkafka-performance PATH] [--scenario avro]
+  harness.py produce --bootstrap B --topic T --messages N --keys K [--seed S]
+                   (the keyed records of the latency and cpu scenarios; needs confluent_kafka)
+  harness.py verify --path JSONL --messages N --keys K [--seed S]
+                   (per-key order and completeness of a kc jsonl sink file)
+  harness.py env   [--rdkafka-performance PATH] [--scenario ...]
                    (machine and versions, one "key: value" a line)
 
 Every consumer runs as a child process in a fresh consumer group. The harness
@@ -27,11 +32,25 @@ topic holds the same orders Avro-encoded in Confluent's wire format
 (bench/order.avsc, registered in --registry); kc decodes them to JSON text
 (--value-format avro), confluent-kafka's AvroDeserializer to Python dicts
 (bench/peer_confluent_avro.py).
+
+latency and cpu (parallel processing) -- the topic holds keyed JSON records
+written by `harness.py produce`: K keys in a seeded random order, every key
+exactly N/K times, each value carrying its key and its per-key sequence
+number ({"key":"key-17","seq":3,...}, seq 0, 1, 2, ... per key in produce
+order). latency: a handler that waits --latency-ms per record; the guide's
+ThreadPoolExecutor pattern (bench/peer_threadpool.py) on a sample, kc
+--ordering partition on a sample, kc --ordering key --max-in-flight M on the
+whole topic with its jsonl output checked for per-key order. cpu: a busy
+loop of --cpu-us per record; kc --concurrency 1 and 2 on the whole topic
+(output checked the same way), and the guide's pattern with that busy loop
+on a budget.
 """
 import argparse
+import collections
 import json
 import os
 import platform
+import random
 import re
 import signal
 import statistics
@@ -51,6 +70,9 @@ KC_RE = re.compile(
 KC_MALFORMED_RE = re.compile(r"\bmalformed (\d+)")
 RESULT_RE = re.compile(r"^RESULT (.*)$", re.M)
 
+SCENARIOS = ("json", "avro", "latency", "cpu")
+KEYED_SEED = 5  # the latency and cpu scenarios' key order (harness.py produce)
+
 
 @dataclass
 class Parsed:
@@ -60,6 +82,7 @@ class Parsed:
     detail: str = ""
     value_bytes: Optional[int] = None  # payload bytes consumed, when the tool says
     undecodable: int = 0               # records the tool counted but could not decode
+    extra: dict = field(default_factory=dict)  # tool-specific figures (peer_threadpool.py's EXTRA line)
 
 
 def parse_rdperf(out: str, err: str) -> Parsed:
@@ -94,6 +117,23 @@ def parse_result(out: str, err: str) -> Parsed:
                   f"from first assignment; stop={kv.get('stop', '?')} commits={kv.get('commits', '?')}")
 
 
+EXTRA_RE = re.compile(r"^EXTRA (.*)$", re.M)
+
+
+def parse_threadpool(out: str, err: str) -> Parsed:
+    """peer_threadpool.py: its RESULT line plus the EXTRA line after it."""
+    p = parse_result(out, err)
+    m = None
+    for m in EXTRA_RE.finditer(out):
+        pass
+    if m:
+        p.extra = dict(x.split("=", 1) for x in m.group(1).split() if "=" in x)
+        p.detail += (f"; submitted={p.extra.get('submitted', '?')}"
+                     f" key_order_violations={p.extra.get('key_order_violations', '?')}"
+                     f" backward_commits={p.extra.get('backward_commits', '?')}")
+    return p
+
+
 # ----------------------------------------------------------------- running
 
 @dataclass
@@ -106,6 +146,8 @@ class Peer:
     full: bool = True        # expected to consume all messages (else: budget run)
     note: str = ""
     fast: bool = False       # a ~1 s run: repeated --fast-repeat times
+    # checks the run's output once it exited: group -> (ok, one-line detail, counts)
+    verify: Optional[Callable[[str], tuple]] = None
 
 
 @dataclass
@@ -127,6 +169,9 @@ class Run:
     self_rate: Optional[float] = None
     detail: str = ""
     value_bytes: Optional[int] = None
+    extra: dict = field(default_factory=dict)
+    verified: Optional[bool] = None  # peer.verify's verdict (None: no check)
+    verify_detail: str = ""
     ok: bool = True
     problem: str = ""
     log_out: str = ""
@@ -194,6 +239,8 @@ def measure(argv: list, out_path: str, err_path: str, timeout: float) -> tuple:
 
 
 def make_peers(a, all_peers: bool = False) -> list:
+    if a.scenario in ("latency", "cpu"):
+        return select_peers(a, make_parallel_peers(a), all_peers)
     n = a.messages
     here = os.path.dirname(os.path.abspath(__file__))
     py = a.python
@@ -201,12 +248,7 @@ def make_peers(a, all_peers: bool = False) -> list:
     kc = lambda fmt, *extra: (lambda g: [a.kc, "consume", "-b", a.bootstrap, "-g", g, "-t", a.topic,  # noqa: E731
                                          "--from-beginning", "--value-format", fmt, "--sink", "null",
                                          "--max-messages", str(n), *extra])
-    raw = Peer("raw", "rdkafka_performance (raw librdkafka)",
-               lambda g: [a.rdkafka_performance, "-C", "-G", g, "-t", a.topic, "-c", str(n),
-                          "-b", a.bootstrap, "-q"],
-               parse_rdperf, a.full_timeout,
-               note="high-level consumer, no decoding, auto-commit, queued.min.messages=1000000",
-               fast=True)
+    raw = raw_peer(a)
     if a.scenario == "avro":
         peers = [
             raw,
@@ -256,6 +298,128 @@ def make_peers(a, all_peers: bool = False) -> list:
     return select_peers(a, peers, all_peers)
 
 
+def raw_peer(a) -> Peer:
+    return Peer("raw", "rdkafka_performance (raw librdkafka)",
+                lambda g: [a.rdkafka_performance, "-C", "-G", g, "-t", a.topic, "-c", str(a.messages),
+                           "-b", a.bootstrap, "-q"],
+                parse_rdperf, a.full_timeout,
+                note="high-level consumer, no decoding, auto-commit, queued.min.messages=1000000",
+                fast=True)
+
+
+def make_parallel_peers(a) -> list:
+    """The latency and cpu scenarios' consumers (issue 5, parallel processing)."""
+    n = a.messages
+    here = os.path.dirname(os.path.abspath(__file__))
+    py = a.python
+
+    def kc(count, *extra, jsonl=False):
+        def argv(g):
+            sink = f"jsonl:{sink_path(a, g)}" if jsonl else "null"
+            return [a.kc, "consume", "-b", a.bootstrap, "-g", g, "-t", a.topic, "--from-beginning",
+                    "--value-format", "json", "--sink", sink, "--max-messages", str(count), *extra]
+        return argv
+
+    def verify(g):
+        return verify_jsonl(sink_path(a, g), n, a.keys, a.seed)
+
+    def complete(g):
+        # a control: it should lose or repeat nothing; its order is what it tells
+        _, detail, c = verify_jsonl(sink_path(a, g), n, a.keys, a.seed)
+        return c["complete"], detail, c
+
+    def threadpool(count, seconds, *extra):
+        return lambda g: [py, os.path.join(here, "peer_threadpool.py"), "--bootstrap", a.bootstrap,
+                          "--topic", a.topic, "--group", g, "--max-messages", str(count),
+                          "--max-seconds", str(seconds), "--workers", str(a.threadpool_workers), *extra]
+
+    if a.scenario == "latency":
+        ms, inflight = a.latency_ms, a.max_in_flight
+        tp_n, part_n = min(n, a.threadpool_messages), min(n, a.partition_messages)
+        peers = [
+            Peer("python-threadpool", f"Python ThreadPoolExecutor, {a.threadpool_workers} workers (guide) *",
+                 threadpool(tp_n, a.threadpool_seconds, "--handler", "sleep", "--sleep-ms", f"{ms:g}"),
+                 parse_threadpool, a.threadpool_seconds + 90, full=False,
+                 note=f"the guide's pattern: poll(0.01), submit every message, sync commit per completed "
+                      f"message; time.sleep({ms / 1000:g}); sample: the first {tp_n:,} processed "
+                      f"(or {a.threadpool_seconds:g} s)"),
+            Peer("kc-partition", f"kc --ordering partition --simulate-latency-ms {ms:g} *",
+                 kc(part_n, "--ordering", "partition", "--simulate-latency-ms", f"{ms:g}"),
+                 parse_kc, part_n * ms / 1000 * 3 + 90, full=False,
+                 note=f"one record in flight per partition ({a.partitions} partition(s)); sample: "
+                      f"--max-messages {part_n:,}"),
+            Peer("kc-key", f"kc --ordering key --max-in-flight {inflight} --simulate-latency-ms {ms:g}",
+                 kc(n, "--ordering", "key", "--max-in-flight", str(inflight), "--simulate-latency-ms", f"{ms:g}",
+                    jsonl=True),
+                 parse_kc, a.full_timeout, fast=True, verify=verify,
+                 note=f"up to {inflight:,} in flight, one per key; the whole topic, written to a jsonl "
+                      f"sink and checked for per-key order"),
+        ]
+        if a.diagnostics:
+            peers.append(Peer("kc-unordered",
+                              f"kc --ordering unordered --max-in-flight {inflight} (diagnostic)",
+                              kc(n, "--ordering", "unordered", "--max-in-flight", str(inflight),
+                                 "--simulate-latency-ms", f"{ms:g}"),
+                              parse_kc, a.full_timeout, fast=True,
+                              note=f"up to {inflight:,} in flight, no key constraint: the ceiling for kc-key"))
+        if a.order_checks:
+            # Whether the jsonl check can see reordering at all: the file
+            # shows the order kc writes records in, which is completion order
+            # only where kc writes after the (simulated) work. Random latency
+            # (base + 0..base) makes records of one key overtake each other
+            # unless kc holds them back; --ordering unordered is the control.
+            cw, cms = a.check_workers, a.check_latency_ms
+            jit = ("--simulate-latency-ms", f"{cms:g}", "--simulate-latency-jitter-ms", f"{cms:g}")
+            peers += [
+                Peer("order-key-workers", f"check: kc --ordering key --concurrency {cw}, {cms:g}+0..{cms:g} ms",
+                     kc(n, "--ordering", "key", "--concurrency", str(cw), "--max-in-flight", str(inflight),
+                        *jit, jsonl=True),
+                     parse_kc, a.full_timeout, verify=verify,
+                     note="order check, worker form (kc writes each record after its sleep: completion "
+                          "order); must be in order per key"),
+                Peer("order-control-workers",
+                     f"control: kc --ordering unordered --concurrency {cw}, {cms:g}+0..{cms:g} ms",
+                     kc(n, "--ordering", "unordered", "--concurrency", str(cw), "--max-in-flight", str(inflight),
+                        *jit, jsonl=True),
+                     parse_kc, a.full_timeout, verify=complete,
+                     note="the same without key order: should show records out of order (the check works)"),
+                Peer("order-control-async",
+                     f"control: kc --ordering unordered (async), {ms:g}+0..{ms:g} ms",
+                     kc(n, "--ordering", "unordered", "--max-in-flight", str(inflight),
+                        "--simulate-latency-ms", f"{ms:g}", "--simulate-latency-jitter-ms", f"{ms:g}", jsonl=True),
+                     parse_kc, a.full_timeout, verify=complete,
+                     note="kc-key's form without key order: out of order records here mean kc-key's file "
+                          "shows completion order; none mean it shows start order"),
+            ]
+        return peers
+    us = a.cpu_us
+    peers = [
+        Peer("kc-cpu1", f"kc --ordering {a.cpu_ordering} --concurrency 1 --simulate-cpu-us {us:g}",
+             kc(n, "--ordering", a.cpu_ordering, "--concurrency", "1", "--simulate-cpu-us", f"{us:g}", jsonl=True),
+             parse_kc, a.full_timeout, verify=verify,
+             note=f"one worker thread busy {us:g} us per record; jsonl sink checked for per-key order"),
+        Peer("kc-cpu2", f"kc --ordering {a.cpu_ordering} --concurrency 2 --simulate-cpu-us {us:g}",
+             kc(n, "--ordering", a.cpu_ordering, "--concurrency", "2", "--simulate-cpu-us", f"{us:g}", jsonl=True),
+             parse_kc, a.full_timeout, verify=verify,
+             note="two worker threads, as above"),
+    ]
+    if a.diagnostics:
+        peers.append(Peer("kc-cpu-poll", f"kc --simulate-cpu-us {us:g}, no workers (diagnostic)",
+                          kc(n, "--simulate-cpu-us", f"{us:g}"), parse_kc, a.full_timeout,
+                          note="the busy loop on the poll thread (no --concurrency)"))
+    peers.append(Peer("python-threadpool-cpu",
+                      f"Python ThreadPoolExecutor, {a.threadpool_workers} workers, busy loop *",
+                      threadpool(n, a.threadpool_seconds, "--handler", "cpu", "--cpu-us", f"{us:g}"),
+                      parse_threadpool, a.threadpool_seconds + 90, full=False,
+                      note=f"the guide's pattern with a {us:g} us busy loop (the GIL serialises it); "
+                           f"budget: {n:,} messages or {a.threadpool_seconds:g} s"))
+    return peers
+
+
+def sink_path(a, group: str) -> str:
+    return os.path.join(a.out, f"{group}.jsonl")
+
+
 def select_peers(a, peers: list, all_peers: bool) -> list:
     """The peers --only names (all of them without --only, or with all_peers)."""
     if a.only and not all_peers:
@@ -288,7 +452,14 @@ def run_one(a, peer: Peer, rep: int, prefix: str = "") -> Run:
     p = peer.parse(out, err)
     r.messages, r.self_seconds, r.self_rate, r.detail = p.messages, p.self_seconds, p.self_rate, p.detail
     r.value_bytes = p.value_bytes
+    r.extra = p.extra
     problems = []
+    if peer.verify is not None:
+        r.verified, r.verify_detail, counts = peer.verify(group)
+        r.extra.update(counts)
+        print(f"bench:   output check: {r.verify_detail}", file=sys.stderr, flush=True)
+        if not r.verified:
+            problems.append(f"output check failed: {r.verify_detail}")
     if r.timed_out:
         problems.append(f"killed after {peer.timeout:g} s")
     if r.rc != 0:
@@ -352,6 +523,7 @@ def cmd_run(a) -> int:
     a.run_id = a.run_id or time.strftime("%Y%m%d%H%M%S")
     peers = make_peers(a)
     avro = a.scenario == "avro"
+    parallel = a.scenario in ("latency", "cpu")
     kc_key, peer_key = ("kc-avro", "confluent-avro") if avro else ("kc", "confluent")
     runs: dict = {}
     warm_runs: list = []
@@ -360,8 +532,12 @@ def cmd_run(a) -> int:
         # and the broker's JIT and caches should be as warm for the first
         # measured consumer as for the last. Both rdkafka_performance and kc:
         # kc's commits exercise the broker's OffsetCommit path, which
-        # rdkafka_performance (auto-commit) barely touches.
-        for warm in (p for p in make_peers(a, all_peers=True) if p.key in ("raw", kc_key)):
+        # rdkafka_performance (auto-commit) barely touches. (latency, cpu:
+        # rdkafka_performance only; the measured runs last seconds, not
+        # fractions of one, and commit at a few thousand records/s at most.)
+        warmers = ([raw_peer(a)] if parallel else
+                   [p for p in make_peers(a, all_peers=True) if p.key in ("raw", kc_key)])
+        for warm in warmers:
             print(f"bench: warm-up pass with {warm.key} (not measured)", file=sys.stderr, flush=True)
             w = run_one(a, warm, 0, prefix=f"warmup-{warm.key}")
             warm_runs.append(w)
@@ -390,13 +566,19 @@ def cmd_run(a) -> int:
         sized += [w for w in warm_runs if w.value_bytes and w.messages]
         avg = f"{sized[0].value_bytes / sized[0].messages:.0f}" if sized else "?"
         what = f"Avro order messages ({avg} bytes avg)"
+    elif a.scenario == "latency":
+        what = (f"keyed JSON records ({a.keys:,} keys), handler waits {a.latency_ms:g} ms per record "
+                "(I/O-bound)")
+    elif a.scenario == "cpu":
+        what = f"keyed JSON records ({a.keys:,} keys), handler busy {a.cpu_us:g} us per record (CPU-bound)"
     else:
         what = "JSON order messages"
     out.append(f"kc benchmark: {a.messages:,} {what}, topic {a.topic} "
-               f"({a.partitions} partitions), broker {a.bootstrap}, "
+               f"({a.partitions} partition{'' if a.partitions == 1 else 's'}), broker {a.bootstrap}, "
                f"each row: the median run by wall msg/s")
-    out.append((f"after two unmeasured warm-up passes over the topic (rdkafka_performance, {kc_key}); "
-                if a.warmup else "")
+    warmed = "an unmeasured warm-up pass over the topic (rdkafka_performance)" if parallel else \
+        f"two unmeasured warm-up passes over the topic (rdkafka_performance, {kc_key})"
+    out.append((f"after {warmed}; " if a.warmup else "")
                + f"each consumer in a fresh group, one after another, {a.settle:g} s apart")
     out.append("wall = process start to exit (primary figure); self = the tool's own figure "
                "(kc and the Python peers: from first assignment; rdkafka_performance: from first message)")
@@ -427,7 +609,8 @@ def cmd_run(a) -> int:
             out.append(f"  {r.label} run {r.rep}: {r.problem} (logs: {r.log_err})")
     out.append("")
     if a.produce_seconds:
-        out.append(f"producing the {a.messages:,} messages (kc produce, idempotent, acks=all): "
+        producer = "harness.py produce, confluent-kafka" if parallel else "kc produce"
+        out.append(f"producing the {a.messages:,} messages ({producer}, idempotent, acks=all): "
                    f"{a.produce_seconds:.1f} s ({a.messages / a.produce_seconds:,.0f} msg/s)")
     if a.started:
         out.append(f"bench total: {time.time() - a.started:.0f} s "
@@ -446,6 +629,21 @@ def cmd_run(a) -> int:
     def ratio(x, y):
         return f"{x / y:.2f}" if x and y else "n/a"
 
+    if parallel:
+        out += parallel_summary(a, runs, rate, ratio)
+    else:
+        out += throughput_summary(avro, kc_key, peer_key, rate, ratio)
+    text = "\n".join(out) + "\n"
+    with open(os.path.join(a.out, "table.txt"), "w") as f:
+        f.write(text)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return 1 if bad else 0
+
+
+def throughput_summary(avro: bool, kc_key: str, peer_key: str, rate, ratio) -> list:
+    """The last lines of the json and avro scenarios: the ratios."""
+    out = []
     kc, raw, conf = rate(kc_key), rate("raw"), rate(peer_key)
     kcs, raws, confs = rate(kc_key, True), rate("raw", True), rate(peer_key, True)
     kc_name, peer_name = ("kc-avro", "confluent-avro") if avro else ("kc", "confluent-kafka")
@@ -453,12 +651,222 @@ def cmd_run(a) -> int:
                f"{kc_name}/{peer_name} {ratio(kcs, confs)}")
     out.append(f"ratio {kc_name}/raw: {ratio(kc, raw)}")
     out.append(f"ratio {kc_name}/{peer_name}: {ratio(kc, conf)}")
-    text = "\n".join(out) + "\n"
-    with open(os.path.join(a.out, "table.txt"), "w") as f:
-        f.write(text)
-    sys.stdout.write(text)
-    sys.stdout.flush()
-    return 1 if bad else 0
+    return out
+
+
+def parallel_summary(a, runs: dict, rate, ratio) -> list:
+    """The last lines of the latency and cpu scenarios: the output checks,
+    the Python pattern's ordering counts, the ratios and (latency) the
+    target. Ratios use wall msg/s of the median runs, like the other
+    scenarios; the self-reported figures follow for reference."""
+    out = []
+
+    def checks(key):
+        rs = [r for r in runs.get(key, []) if r.verified is not None]
+        if not rs:
+            return None
+        good = sum(1 for r in rs if r.verified)
+        return (f"order per key intact ({key}): {'yes' if good == len(rs) else 'no'} "
+                f"({good} of {len(rs)} run(s) passed; median run: {median_run(rs).verify_detail})")
+
+    def python_counts(key):
+        rs = runs.get(key)
+        if not rs:
+            return None
+        r = median_run(rs)
+        e = r.extra
+        return (f"{key} (median run): {r.messages or 0:,} processed and committed of "
+                f"{e.get('submitted', '?')} submitted; per-key order not guaranteed by the pattern: "
+                f"{e.get('key_order_violations', '?')} records completed after a later one of their key; "
+                f"{e.get('backward_commits', '?')} commits went back below an earlier commit")
+
+    def out_of_order(key):
+        # the median run's count, None without a (complete) checked run
+        rs = [r for r in runs.get(key, []) if r.verified is not None]
+        return median_run(rs).extra.get("out_of_order") if rs else None
+
+    if a.scenario == "latency":
+        for line in (checks("kc-key"), python_counts("python-threadpool")):
+            if line:
+                out.append(line)
+        # What kc-key's check is worth (see make_parallel_peers): the controls.
+        sees_async = sees_workers = key_workers_ok = None
+        ctl_async, ctl_workers = out_of_order("order-control-async"), out_of_order("order-control-workers")
+        if ctl_async is not None:
+            sees_async = ctl_async > 0
+            out.append(f"control order-control-async (kc-key's form, unordered, random latency): {ctl_async} "
+                       "records out of order per key: " +
+                       ("kc-key's file shows completion order, so its check tests key ordering" if sees_async else
+                        "this kc writes a record when it starts it, so kc-key's file shows start order (offset "
+                        "order whatever the mode): kc-key's check shows completeness only"))
+        if ctl_workers is not None:
+            sees_workers = ctl_workers > 0
+            rs = [r for r in runs.get("order-key-workers", []) if r.verified is not None]
+            key_workers_ok = bool(rs) and all(r.verified for r in rs)
+            out.append(f"order check, worker form (files in completion order, random latency): "
+                       f"--ordering key {out_of_order('order-key-workers')} out of order "
+                       f"({'passed' if key_workers_ok else 'FAILED'}); control --ordering unordered {ctl_workers} "
+                       f"out of order (the check {'sees' if sees_workers else 'does NOT see'} reordering)")
+        key, py, part, unord = rate("kc-key"), rate("python-threadpool"), rate("kc-partition"), rate("kc-unordered")
+        keys, pys, parts = rate("kc-key", True), rate("python-threadpool", True), rate("kc-partition", True)
+        ceiling = a.max_in_flight * 1000.0 / a.latency_ms
+        target = 0.75 * ceiling
+        out.append(f"self-reported (from first assignment) ratios, for reference: kc-key/python-threadpool "
+                   f"{ratio(keys, pys)}, kc-key/kc-partition {ratio(keys, parts)}")
+        if unord:
+            out.append(f"kc-unordered (diagnostic): {unord:,.0f} msg/s wall; kc-key/kc-unordered {ratio(key, unord)}")
+        out.append(f"ratio kc-key/python-threadpool: {ratio(key, py)}")
+        out.append(f"ratio kc-key/kc-partition: {ratio(key, part)}")
+        verified = bool(runs.get("kc-key")) and all(r.verified for r in runs["kc-key"])
+        # order per key intact: kc-key's own file when it can show reordering,
+        # else kc-key's completeness plus the worker-form check (same
+        # dispatcher, records written at completion)
+        if sees_async:
+            basis, ordered = "kc-key's output", verified
+        elif key_workers_ok is not None and sees_workers:
+            basis, ordered = "kc-key's output (complete) and the worker-form order check", \
+                verified and key_workers_ok
+        else:
+            basis, ordered = "kc-key's output only (start order; no working control)", verified
+
+        def met(x):
+            return "n/a" if not x else ("yes" if x >= target and ordered else "no")
+        out.append(f"target kc-key >= {target:,.0f} msg/s (75% of {a.max_in_flight:,} in flight / "
+                   f"{a.latency_ms:g} ms = {ceiling:,.0f}/s) with order per key intact: "
+                   f"wall {met(key)} ({key or 0:,.0f} msg/s), self-reported {met(keys)} ({keys or 0:,.0f} msg/s); "
+                   f"order per key intact: {'yes' if ordered else 'no'} (from {basis})")
+        return out
+    for line in (checks("kc-cpu1"), checks("kc-cpu2"), python_counts("python-threadpool-cpu")):
+        if line:
+            out.append(line)
+    one, two, py, poll = rate("kc-cpu1"), rate("kc-cpu2"), rate("python-threadpool-cpu"), rate("kc-cpu-poll")
+    ones, twos = rate("kc-cpu1", True), rate("kc-cpu2", True)
+    ceiling = 1e6 / a.cpu_us
+    out.append(f"busy loop alone: {ceiling:,.0f} msg/s per core; kc-cpu1 {one or 0:,.0f}, kc-cpu2 {two or 0:,.0f}"
+               + (f", kc-cpu-poll (diagnostic) {poll:,.0f}" if poll else "") + " msg/s wall")
+    out.append(f"self-reported (from first assignment) ratio, for reference: kc-cpu2/kc-cpu1 {ratio(twos, ones)}")
+    out.append(f"ratio kc-cpu2/kc-cpu1: {ratio(two, one)}")
+    out.append(f"ratio kc-cpu2/python-threadpool-cpu: {ratio(two, py)}")
+    return out
+
+
+# ----------------------------------------------------------------- keyed records
+
+def keyed_plan(messages: int, keys: int, seed: int) -> list:
+    """The key index of every record of the latency and cpu scenarios, in
+    produce order: each of the `keys` keys messages // keys times (the first
+    messages % keys keys once more), shuffled by random.Random(seed). Random
+    rather than round-robin so that records of one key do meet within kc's
+    in-flight window (round-robin over 10,000 keys never puts two of one key
+    within 1,000 in flight, and key ordering would go untested)."""
+    plan = [i % keys for i in range(messages)]
+    random.Random(seed).shuffle(plan)
+    return plan
+
+
+def keyed_value(i: int, key: str, seq: int) -> bytes:
+    return json.dumps({"key": key, "seq": seq, "n": i, "order_id": f"ord-{i:08d}",
+                       "amount_cents": (i * 7919) % 100_000, "currency": "EUR"},
+                      separators=(",", ":")).encode()
+
+
+def cmd_produce(a) -> int:
+    """Writes the keyed records (keyed_plan) to the topic with confluent-kafka:
+    idempotent, acks=all, so each partition holds them in produce order and
+    every key's seq runs 0, 1, 2, ... by offset."""
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": a.bootstrap, "enable.idempotence": True, "acks": "all",
+                  "linger.ms": 5, "compression.type": "none"})
+    acked = failed = 0
+    last_error = ""
+
+    def delivered(err, _msg):
+        nonlocal acked, failed, last_error
+        if err is None:
+            acked += 1
+        else:
+            failed += 1
+            last_error = str(err)
+
+    seqs: collections.Counter = collections.Counter()
+    t0 = time.monotonic()
+    for i, k in enumerate(keyed_plan(a.messages, a.keys, a.seed)):
+        key = f"key-{k}"
+        value = keyed_value(i, key, seqs[k])
+        seqs[k] += 1
+        while True:
+            try:
+                p.produce(a.topic, value=value, key=key.encode(), on_delivery=delivered)
+                break
+            except BufferError:
+                p.poll(0.1)
+        if i % 1000 == 0:
+            p.poll(0)
+    left = p.flush(60)
+    secs = time.monotonic() - t0
+    print(f"harness produce: {a.messages} records ({len(seqs)} keys, seed {a.seed}) to {a.topic}, "
+          f"acknowledged {acked}, failed {failed}, unsent {left} in {secs:.2f} s "
+          f"({a.messages / secs if secs > 0 else 0:.0f} msg/s)"
+          + (f"; last error: {last_error}" if last_error else ""), file=sys.stderr)
+    return 0 if acked == a.messages and failed == 0 and left == 0 else 1
+
+
+def verify_jsonl(path: str, messages: int, keys: int, seed: int) -> tuple:
+    """Checks a kc jsonl sink file of the keyed records: every record exactly
+    once (by (key, seq) and by (partition, offset)), and each key's seq
+    strictly increasing in the order of the lines, i.e. the order kc wrote
+    them. Returns (ok, one-line detail starting "order per key intact: yes|no",
+    counts: out_of_order and complete, the file's records all there once)."""
+    expected = collections.Counter(f"key-{k}" for k in keyed_plan(messages, keys, seed))
+    last: dict = {}
+    pairs: set = set()
+    offsets: set = set()
+    lines = dup = dup_offset = out_of_order = unexpected = unreadable = 0
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        return False, f"order per key intact: no (no output: {e})", {"out_of_order": 0, "complete": False}
+    with f:
+        for line in f:
+            lines += 1
+            try:
+                o = json.loads(line)
+                v = o["value"]
+                key, seq = v["key"], v["seq"]
+                where = (o["partition"], o["offset"])
+            except (ValueError, KeyError, TypeError):
+                unreadable += 1
+                continue
+            if o.get("key") != key:
+                unreadable += 1  # the record key and the key in the value disagree
+            if where in offsets:
+                dup_offset += 1
+            offsets.add(where)
+            if (key, seq) in pairs:
+                dup += 1
+                continue
+            pairs.add((key, seq))
+            if not 0 <= seq < expected.get(key, 0):
+                unexpected += 1
+            if seq <= last.get(key, -1):
+                out_of_order += 1
+            else:
+                last[key] = seq
+    missing = sum(expected.values()) - (len(pairs) - unexpected)
+    intact = out_of_order == 0
+    complete = (lines == messages and missing == 0 and dup == 0 and dup_offset == 0
+                and unexpected == 0 and unreadable == 0)
+    ok = intact and complete
+    detail = (f"order per key intact: {'yes' if intact else 'no'} ({out_of_order} records out of order); "
+              f"{lines:,} records of {messages:,} over {len(last):,} keys; missing {missing}, "
+              f"duplicates {dup} (by offset {dup_offset}), unexpected {unexpected}, unreadable {unreadable}")
+    return ok, detail, {"out_of_order": out_of_order, "complete": complete}
+
+
+def cmd_verify(a) -> int:
+    ok, detail, _ = verify_jsonl(a.path, a.messages, a.keys, a.seed)
+    print(detail)
+    return 0 if ok else 1
 
 
 # ----------------------------------------------------------------- count / env
@@ -543,10 +951,14 @@ def main() -> int:
     r.add_argument("--run-id", default="")
     r.add_argument("--only", default="", help="comma list of peer keys "
                    "(json: raw,kc,kc-raw,kc-commit50k,confluent,confluent-per-msg,kafka-python; "
-                   "avro: raw,kc-avro,kc-raw,confluent-avro)")
-    r.add_argument("--scenario", choices=("json", "avro"), default="json",
+                   "avro: raw,kc-avro,kc-raw,confluent-avro; "
+                   "latency: python-threadpool,kc-partition,kc-key,kc-unordered,order-key-workers,"
+                   "order-control-workers,order-control-async; "
+                   "cpu: kc-cpu1,kc-cpu2,kc-cpu-poll,python-threadpool-cpu)")
+    r.add_argument("--scenario", choices=SCENARIOS, default="json",
                    help="what the topic holds: JSON order documents, or Avro-encoded orders "
-                        "(Confluent wire format; needs --registry)")
+                        "(Confluent wire format; needs --registry); latency and cpu: the keyed "
+                        "records of `produce`, consumed by a slow handler (parallel processing)")
     r.add_argument("--registry", default="", help="Schema Registry URL (avro scenario)")
     r.add_argument("--diagnostics", type=int, default=1,
                    help="1: also run kc with --value-format raw and (json) with --commit-every 50000")
@@ -560,16 +972,50 @@ def main() -> int:
     r.add_argument("--per-message-seconds", type=float, default=30.0)
     r.add_argument("--per-message-max", type=int, default=100_000)
     r.add_argument("--kafka-python-seconds", type=float, default=120.0)
+    # latency and cpu scenarios
+    r.add_argument("--keys", type=int, default=10_000, help="keys of the produced records (for the checks)")
+    r.add_argument("--seed", type=int, default=KEYED_SEED, help="seed the records were produced with")
+    r.add_argument("--latency-ms", type=float, default=50.0, help="latency: the handler's wait per record")
+    r.add_argument("--max-in-flight", type=int, default=1000, help="latency: kc-key's --max-in-flight")
+    r.add_argument("--order-checks", type=int, default=1,
+                   help="latency: 1: also run the order check and its two controls (order-*)")
+    r.add_argument("--check-workers", type=int, default=64, help="latency: --concurrency of the order checks")
+    r.add_argument("--check-latency-ms", type=float, default=5.0,
+                   help="latency: the worker-form order checks wait this plus 0..this ms per record")
+    r.add_argument("--partition-messages", type=int, default=400,
+                   help="latency: kc-partition's sample (--max-messages)")
+    r.add_argument("--threadpool-messages", type=int, default=3200,
+                   help="latency: the Python ThreadPoolExecutor peer's sample (records processed)")
+    r.add_argument("--threadpool-seconds", type=float, default=60.0,
+                   help="time budget of the Python ThreadPoolExecutor peers")
+    r.add_argument("--threadpool-workers", type=int, default=8, help="the pool's workers (the guide: 8)")
+    r.add_argument("--cpu-us", type=float, default=200.0, help="cpu: the handler's busy loop per record")
+    r.add_argument("--cpu-ordering", choices=("partition", "key", "unordered"), default="partition",
+                   help="cpu: kc's --ordering")
     c = sub.add_parser("count")
     c.add_argument("--bootstrap", required=True)
     c.add_argument("--topic", required=True)
+    pr = sub.add_parser("produce")
+    pr.add_argument("--bootstrap", required=True)
+    pr.add_argument("--topic", required=True)
+    pr.add_argument("--messages", type=int, required=True)
+    pr.add_argument("--keys", type=int, required=True)
+    pr.add_argument("--seed", type=int, default=KEYED_SEED)
+    v = sub.add_parser("verify")
+    v.add_argument("--path", required=True)
+    v.add_argument("--messages", type=int, required=True)
+    v.add_argument("--keys", type=int, required=True)
+    v.add_argument("--seed", type=int, default=KEYED_SEED)
     e = sub.add_parser("env")
     e.add_argument("--rdkafka-performance", default="")
-    e.add_argument("--scenario", choices=("json", "avro"), default="json")
+    e.add_argument("--scenario", choices=SCENARIOS, default="json")
     a = ap.parse_args()
     if a.cmd == "run" and a.scenario == "avro" and not a.registry:
         ap.error("--scenario avro needs --registry URL")
-    return {"run": cmd_run, "count": cmd_count, "env": cmd_env}[a.cmd](a)
+    if getattr(a, "keys", 1) < 1 or getattr(a, "messages", 1) < 1:
+        ap.error("--keys and --messages must be positive")
+    return {"run": cmd_run, "count": cmd_count, "produce": cmd_produce, "verify": cmd_verify,
+            "env": cmd_env}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -146,6 +146,7 @@ struct Consumer::Impl {
   // it goes (release_parallel()), so no thread yields a destroyed queue.
   detail::QueuePtr wake_queue;
   std::unique_ptr<detail::WorkerPool> workers;
+  std::shared_ptr<const Handler> shared_handler;  // what worker jobs call
   std::vector<PartitionState*> by_slot;  // dispatcher slot -> partition (generation checked)
   std::unordered_map<RecordKey, Kept, RecordKeyHash> kept;
   std::vector<std::int64_t> done_scratch;

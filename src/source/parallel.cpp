@@ -70,6 +70,9 @@ void Consumer::Impl::start_parallel() {
   wake_queue.reset(rd_kafka_queue_get_consumer(rk.get()));
   completions = std::make_shared<detail::CompletionQueue>([q = wake_queue.get()] { rd_kafka_queue_yield(q); });
   if (!async_handler) {
+    // Jobs share the handler: a job left running past shutdown (detached)
+    // keeps it alive after the consumer is gone.
+    shared_handler = std::make_shared<const Handler>(handler);
     workers = std::make_unique<detail::WorkerPool>(config.parallel.concurrency, config.parallel.max_in_flight,
                                                    completions);
   }
@@ -98,6 +101,9 @@ bool Consumer::Impl::parallel_pending() const noexcept {
 // ---------------------------------------------------------------- fetch side
 
 bool Consumer::Impl::offer(PartitionState& st, rd_kafka_message_t* m) {
+  if (m->offset < st.next_offset) {
+    return false;  // fetched again after a pause: kept (or skipped) already
+  }
   if (st.skip) {
     st.skip->drop_below(m->offset);
     if (st.skip->contains(m->offset)) {
@@ -194,7 +200,7 @@ void Consumer::Impl::start(PartitionState& st, const detail::Dispatch& d, Kept& 
   if (workers) {
     const int attempt = k.attempt;
     // The message stays kept (alive) until the completion is drained.
-    if (!workers->submit(ck, [this, m, attempt] { return handler(Message(m, attempt)); })) {
+    if (!workers->submit(ck, [h = shared_handler, m, attempt] { return (*h)(Message(m, attempt)); })) {
       // Capacity is max_in_flight, which the dispatcher never exceeds.
       completions->push({ck, Outcome::retry,
                          std::make_exception_ptr(Error(errc::misuse, "internal: worker pool refused a record")),
