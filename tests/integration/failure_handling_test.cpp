@@ -41,6 +41,7 @@
 #include "support/json.hpp"
 #include "support/kafka.hpp"
 #include "support/kc_tool.hpp"
+#include "support/parallel.hpp"
 #include "support/records.hpp"
 #include "support/subprocess.hpp"
 
@@ -322,46 +323,6 @@ std::vector<SinkLine> read_sink(const std::filesystem::path& path) {
   }
   return out;
 }
-
-// Runs kc::Consumer::run() on a thread of its own, so the test thread can
-// watch the broker meanwhile. The destructor stops the run and joins.
-class BackgroundRun {
- public:
-  explicit BackgroundRun(kc::Consumer& c)
-      : consumer_(c), thread_([this] {
-          try {
-            result_ = consumer_.run();
-          } catch (...) {
-            error_ = std::current_exception();
-          }
-          finished_ = true;
-        }) {}
-  ~BackgroundRun() {
-    if (thread_.joinable()) {
-      consumer_.stop();
-      thread_.join();
-    }
-  }
-  BackgroundRun(const BackgroundRun&) = delete;
-  BackgroundRun& operator=(const BackgroundRun&) = delete;
-
-  bool finished() const noexcept { return finished_; }
-  // Waits for run() to return; rethrows what it threw.
-  kc::RunResult join() {
-    thread_.join();
-    if (error_) {
-      std::rethrow_exception(error_);
-    }
-    return result_;
-  }
-
- private:
-  kc::Consumer& consumer_;
-  kc::RunResult result_;
-  std::exception_ptr error_;
-  std::atomic<bool> finished_{false};
-  std::thread thread_;  // last: started after the members it uses
-};
 
 // ---------------------------------------------------------------- 100k with failures
 

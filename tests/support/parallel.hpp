@@ -1,5 +1,6 @@
-// Fixtures for the parallel-processing tests (tests/integration/parallel_test.cpp,
-// tests/unit/parallel_consumer_test.cpp): committed offsets with their
+// Fixtures for the tests that run kc::Consumer in the test process
+// (parallel_test, parallel_consumer_test, parallel_basics_test,
+// failure_handling_test): committed offsets with their
 // metadata, a timer that completes asynchronous records later from its own
 // threads, and a kc::Consumer run on a background thread.
 //
