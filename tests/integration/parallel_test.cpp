@@ -64,6 +64,19 @@ long long summary_skipped(const std::string& log) {
   return last;
 }
 
+// Record i goes to partition i % partitions with key "k<i % keys>" and
+// value "v-<i>".
+void produce_spread(const std::string& bs, const std::string& topic, int records, int partitions, int keys) {
+  std::vector<Record> out(static_cast<std::size_t>(records));
+  for (int i = 0; i < records; ++i) {
+    auto& r = out[static_cast<std::size_t>(i)];
+    r.partition = i % partitions;
+    r.key = "k" + std::to_string(i % keys);
+    r.value = "v-" + std::to_string(i);
+  }
+  produce_records(bs, topic, out);
+}
+
 // ---------------------------------------------------------------- key ordering
 
 // A value of the key-ordering topic: "<key>|<seq>|<i>".
@@ -243,16 +256,7 @@ TEST(ParallelKillNine, AsyncKeyOrderedLosesNothing) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> delay_ms(0, kMaxKillDelayMs);
   create_topic(bs, topic, kPartitions);
-  {
-    std::vector<Record> records(kRecords);
-    for (int i = 0; i < kRecords; ++i) {
-      auto& r = records[static_cast<std::size_t>(i)];
-      r.partition = i % kPartitions;
-      r.key = "k" + std::to_string(i % kKeys);
-      r.value = "v-" + std::to_string(i);
-    }
-    produce_records(bs, topic, records);
-  }
+  produce_spread(bs, topic, kRecords, kPartitions, kKeys);
   const auto hw = high_watermarks(bs, topic, kPartitions);
   ASSERT_EQ(sum(hw), kRecords) << "high watermarks " << join(hw);
 
@@ -543,16 +547,7 @@ TEST(ParallelRebalance, InFlightWorkIsNeverCommittedAndLateCompletionsAreRedone)
   const unsigned seed = test_seed();
   std::printf("PARREBALANCE: seed=%u (KC_TEST_SEED=%u repeats the delays)\n", seed, seed);
   create_topic(bs, topic, kPartitions);
-  {
-    std::vector<Record> records(kRecords);
-    for (int i = 0; i < kRecords; ++i) {
-      auto& r = records[static_cast<std::size_t>(i)];
-      r.partition = i % kPartitions;
-      r.key = "k" + std::to_string(i % kKeys);
-      r.value = "v-" + std::to_string(i);
-    }
-    produce_records(bs, topic, records);
-  }
+  produce_spread(bs, topic, kRecords, kPartitions, kKeys);
   const auto hw = high_watermarks(bs, topic, kPartitions);
   ASSERT_EQ(hw, std::vector<std::int64_t>(kPartitions, kPerPartition));
   auto index_of = [](int p, std::int64_t o) { return static_cast<std::size_t>(o * kPartitions + p); };
