@@ -116,7 +116,7 @@ struct ConsumerConfig {
 
   /// Reads KC_* variables from `envp` (a null-terminated array like `environ`).
   /// Variables of kc's scripts are ignored (KC_CACHE, KC_KAFKA_*, KC_TEST_*,
-  /// KC_BENCH_*, KC_SR_*, KC_FUZZ_*, KC_DEBIAN_MIRROR, KC_LIBRDKAFKA_MIN,
+  /// KC_BENCH_*, KC_SR_*, KC_FUZZ_*, KC_POSTGRES_*, KC_DEBIAN_MIRROR, KC_LIBRDKAFKA_MIN,
   /// KC_LIBRDKAFKA_PREFERRED, KC_CONFLUENT_KAFKA_VERSION); any other unknown
   /// KC_* name is an error.
   void load_env(const char* const* envp);

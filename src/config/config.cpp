@@ -309,6 +309,7 @@ std::string env_name_of(std::string_view key) {
 bool is_script_variable(std::string_view name) {
   return name == "KC_CACHE" || name.starts_with("KC_KAFKA_") || name.starts_with("KC_TEST_") ||
          name.starts_with("KC_BENCH_") || name.starts_with("KC_SR_") || name.starts_with("KC_FUZZ_") ||
+         name.starts_with("KC_POSTGRES_") ||
          name == "KC_CONFLUENT_KAFKA_VERSION" || name.starts_with("KC_LIBRDKAFKA_PREFERRED") ||
          name == "KC_LIBRDKAFKA_MIN" || name == "KC_DEBIAN_MIRROR";
 }

@@ -180,3 +180,25 @@ TEST(Config, BadRegistrySecretIsNamedByKeyNotEchoed) {
   expect_error([&] { c.set("schema_registry.url", "registry:8081", "flag --schema-registry"); },
                kc::errc::config_invalid_value, "schema_registry.url");
 }
+
+TEST(Config, ParallelKeysFromSetAndEnvWithErrorsThatNameTheKey) {
+  ConsumerConfig c;
+  c.set("parallel.ordering", "key");
+  c.set("parallel.max_in_flight", "250");
+  EXPECT_EQ(c.parallel.ordering, kc::Ordering::key);
+  EXPECT_EQ(c.parallel.max_in_flight, 250u);
+  const char* env[] = {"KC_PARALLEL_CONCURRENCY=3", "KC_PARALLEL_REVOKE_TIMEOUT_MS=1500",
+                       "KC_POSTGRES_STATE=/tmp/ignored.state", nullptr};
+  c.load_env(env);
+  EXPECT_EQ(c.parallel.concurrency, 3u);
+  EXPECT_EQ(c.parallel.revoke_timeout, std::chrono::milliseconds(1500));
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"parallel.ordering", "by-key"}, {"parallel.max_in_flight", "0"}, {"parallel.concurrency", "-1"}}) {
+    try {
+      c.set(key, value, "flag");
+      FAIL() << key << "=" << value << " accepted";
+    } catch (const kc::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+    }
+  }
+}
