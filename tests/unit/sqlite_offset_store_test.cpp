@@ -1,0 +1,129 @@
+// SqliteOffsetStore: offsets stored with the sink's rows in one transaction,
+// and the owner epoch that fences a zombie out.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <string>
+#include <unistd.h>
+
+#include "kc/error.hpp"
+#include "sink/sqlite/offset_store.hpp"
+
+namespace {
+
+using kc::detail::SqliteOffsetStore;
+
+class SqliteOffsetStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = (std::filesystem::temp_directory_path() /
+             ("kc-offsets-" + std::to_string(::getpid()) + "-" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db"))
+                .string();
+    remove();
+  }
+  void TearDown() override { remove(); }
+  void remove() {
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::filesystem::remove(path_ + suffix);
+    }
+  }
+
+  static void insert_row(SqliteOffsetStore& s, int v) {
+    const std::string sql = "INSERT INTO rows (v) VALUES (" + std::to_string(v) + ")";
+    ASSERT_EQ(sqlite3_exec(s.handle(), sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  }
+  static int count_rows(SqliteOffsetStore& s) {
+    int n = -1;
+    sqlite3_exec(
+        s.handle(), "SELECT count(*) FROM rows",
+        [](void* out, int, char** cols, char**) {
+          *static_cast<int*>(out) = std::stoi(cols[0]);
+          return 0;
+        },
+        &n, nullptr);
+    return n;
+  }
+
+  std::string path_;
+  const kc::TopicPartition tp_{"orders", kc::Partition{3}};
+};
+
+TEST_F(SqliteOffsetStoreTest, ClaimStartsEmptyThenReturnsWhatWasCommitted) {
+  SqliteOffsetStore s(path_, "g");
+  const auto first = s.claim(tp_);
+  EXPECT_FALSE(first.next_offset.has_value());
+  EXPECT_EQ(first.epoch, 1);
+  s.begin();
+  ASSERT_TRUE(s.store(tp_, 42, first.epoch));
+  s.commit();
+  SqliteOffsetStore again(path_, "g");
+  const auto second = again.claim(tp_);
+  ASSERT_TRUE(second.next_offset.has_value());
+  EXPECT_EQ(*second.next_offset, 42);
+  EXPECT_EQ(second.epoch, 2);
+  // Another group has its own offsets in the same file.
+  SqliteOffsetStore other(path_, "other");
+  EXPECT_FALSE(other.claim(tp_).next_offset.has_value());
+}
+
+TEST_F(SqliteOffsetStoreTest, RowsAndOffsetsCommitOrRollBackTogether) {
+  SqliteOffsetStore s(path_, "g");
+  ASSERT_EQ(sqlite3_exec(s.handle(), "CREATE TABLE rows (v INTEGER)", nullptr, nullptr, nullptr), SQLITE_OK);
+  const auto c = s.claim(tp_);
+  s.begin();
+  insert_row(s, 1);
+  ASSERT_TRUE(s.store(tp_, 1, c.epoch));
+  s.rollback();
+  EXPECT_EQ(count_rows(s), 0);
+  s.begin();
+  insert_row(s, 1);
+  insert_row(s, 2);
+  ASSERT_TRUE(s.store(tp_, 2, c.epoch));
+  s.commit();
+  EXPECT_EQ(count_rows(s), 2);
+  SqliteOffsetStore reader(path_, "g");
+  EXPECT_EQ(reader.claim(tp_).next_offset, 2);
+}
+
+// A consumer that lost the partition (paused, then resumed after a new owner
+// claimed it) must not write: its store() finds another epoch, it rolls
+// back, and none of its rows are kept.
+TEST_F(SqliteOffsetStoreTest, ZombieIsFencedByTheNewOwnersEpoch) {
+  SqliteOffsetStore zombie(path_, "g");
+  ASSERT_EQ(sqlite3_exec(zombie.handle(), "CREATE TABLE rows (v INTEGER)", nullptr, nullptr, nullptr), SQLITE_OK);
+  const auto old_claim = zombie.claim(tp_);
+  zombie.begin();
+  insert_row(zombie, 1);
+  ASSERT_TRUE(zombie.store(tp_, 1, old_claim.epoch));
+  zombie.commit();
+
+  SqliteOffsetStore owner(path_, "g");
+  const auto new_claim = owner.claim(tp_);
+  EXPECT_EQ(new_claim.next_offset, 1);
+  EXPECT_GT(new_claim.epoch, old_claim.epoch);
+
+  zombie.begin();
+  insert_row(zombie, 2);
+  EXPECT_FALSE(zombie.store(tp_, 2, old_claim.epoch)) << "a zombie's offset write must be refused";
+  zombie.rollback();
+  EXPECT_EQ(count_rows(owner), 1) << "the zombie's row must not be kept";
+
+  owner.begin();
+  insert_row(owner, 2);
+  EXPECT_TRUE(owner.store(tp_, 2, new_claim.epoch));
+  owner.commit();
+  EXPECT_EQ(count_rows(owner), 2);
+}
+
+TEST_F(SqliteOffsetStoreTest, UnopenablePathIsNamedInTheError) {
+  try {
+    SqliteOffsetStore s("/nonexistent-dir/kc.db", "g");
+    FAIL() << "expected an error";
+  } catch (const kc::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent-dir/kc.db"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
