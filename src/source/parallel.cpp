@@ -125,8 +125,7 @@ bool Consumer::Impl::offer(PartitionState& st, rd_kafka_message_t* m) {
     key = std::string_view(static_cast<const char*>(m->key), m->key_len);
   }
   if (!dispatcher->offer(st.pid, m->offset, key)) {
-    // Not after the last kept record: fetched again after a pause (already kept).
-    return false;
+    return false;  // not after the last offered record (the check above makes this rare)
   }
   st.offsets.handed_out(m->offset);
   st.next_offset = m->offset + 1;

@@ -5,7 +5,7 @@
 // threads, and a kc::Consumer run on a background thread.
 //
 // Not part of kc_test_support (it uses kc itself for kc::Completion and
-// kc::Consumer): a test target lists parallel.cpp among its SOURCES.
+// kc::Consumer): library kc::test_consumer_support.
 // Errors are thrown as kc::test::Failure (see common.hpp).
 #pragma once
 
