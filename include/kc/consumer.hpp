@@ -14,6 +14,7 @@
 
 #include "kc/completion.hpp"
 #include "kc/config.hpp"
+#include "kc/exactly_once.hpp"
 #include "kc/message.hpp"
 #include "kc/types.hpp"
 
@@ -67,6 +68,21 @@ struct ConsumerHooks {
   /// correctness. Throwing refuses the commit: nothing more is committed in
   /// this run, and run() ends with StopReason::fatal and the hook's message.
   std::function<void()> before_commit;
+  /// Exactly-once (see kc/exactly_once.hpp): the handler writes into this
+  /// sink's open transaction, and each commit point commits the sink's
+  /// transaction together with the partitions' next offsets, by the
+  /// CommitPolicy's count and time (a batch per transaction). On
+  /// assignment the sink claims the partitions (fencing earlier owners) and
+  /// its stored offsets take precedence over the group's. When a
+  /// transaction fails, kc aborts it, pauses the partitions, rewinds them
+  /// to where the sink stands (resume()) and goes on once that succeeds, so
+  /// a sink outage stalls processing without losing or repeating anything.
+  /// A partition the sink reports as taken by another consumer stays paused
+  /// (it is about to be revoked) and is claimed again after 30 s if the
+  /// group still assigns it here. Lost partitions abort the open
+  /// transaction. Needs the one-record-at-a-time handler (no
+  /// parallel.concurrency, no AsyncHandler) and excludes stored_offset.
+  std::shared_ptr<TransactionalSink> exactly_once;
 };
 
 /// What a run did, for summaries and tests.
@@ -84,6 +100,10 @@ struct RunStats {
   /// Completions that arrived after their partition was revoked or lost:
   /// dropped, never committed (parallel processing only).
   std::uint64_t late_completions = 0;
+  /// Exactly-once: sink transactions committed, and aborted (each abort
+  /// rewinds the partitions to the sink's offsets).
+  std::uint64_t transactions = 0;
+  std::uint64_t transactions_aborted = 0;
   std::chrono::steady_clock::duration busy{};  ///< from first assignment to the last record handled
   /// Last acknowledged committed offset (next offset to read) per partition.
   std::map<TopicPartition, Offset> committed;

@@ -74,6 +74,15 @@ void error_trampoline(rd_kafka_t*, int err, const char* reason, void* opaque) no
 void Consumer::Impl::build() {
   config.validate();
   build_parallel();
+  eos = hooks.exactly_once;
+  if (eos && parallel) {
+    throw Error(errc::config_invalid_value,
+                "exactly-once needs the one-record-at-a-time handler: parallel.concurrency must be 0 and the "
+                "handler synchronous");
+  }
+  if (eos && hooks.stored_offset) {
+    throw Error(errc::misuse, "ConsumerHooks: stored_offset and exactly_once exclude each other (the sink stores the offsets)");
+  }
   if (config.bootstrap_servers.empty()) {
     embedded = std::make_unique<EmbeddedBroker>(1);
     bootstrap = embedded->bootstrap_servers();
@@ -103,6 +112,10 @@ void Consumer::Impl::build() {
   // A partition resumed after a retry joins the next fetch request; with the
   // default 500 ms long poll, a quiet topic delays every retry by up to that.
   detail::conf_set(conf.get(), "fetch.wait.max.ms", "100");
+  if (eos) {
+    // Input written by transactions counts only once committed.
+    detail::conf_set(conf.get(), "isolation.level", "read_committed");
+  }
   for (const auto& [k, v] : config.librdkafka) {
     detail::conf_set(conf.get(), k, v);
   }
@@ -158,6 +171,11 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
   cache_rkt = nullptr;
 
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (eos && txn_open) {
+      // An assignment is a commit point: the claims below then never run
+      // inside a transaction of records (a cooperative round mid-batch).
+      eos_commit();
+    }
     std::vector<PartitionState*> fresh;
     for (int i = 0; i < list->cnt; ++i) {
       auto& el = list->elems[i];
@@ -183,6 +201,9 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
       }
       parts[st->tp] = std::move(st);
     }
+    if (eos) {
+      eos_claim(list, tps);
+    }
     load_done_sets(fresh);
     if (coop) {
       detail::ErrorPtr e(rd_kafka_incremental_assign(rk.get(), list));
@@ -191,6 +212,11 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
       }
     } else if (const auto e = rd_kafka_assign(rk.get(), list); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
       throw Error(errc::kafka, std::string("assign failed: ") + rd_kafka_err2str(e));
+    }
+    for (const auto& tp : tps) {
+      if (parts.at(tp)->eos != PartitionState::Eos::live) {
+        set_paused(tp, true);  // the sink could not claim it yet
+      }
     }
     if (!tps.empty()) {
       // The idle clock runs while partitions are held: it starts (again) at a
@@ -216,6 +242,9 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
       if (parallel) {
         revoke_parallel(tps, true);
       }
+      if (eos) {
+        eos_revoke(tps, true);
+      }
       drop_state(tps);
       if (hooks.on_lost) {
         run_hook("on_lost", [&] { hooks.on_lost(tps); });
@@ -230,7 +259,9 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
       }
       const auto deadline = Clock::now() + config.shutdown_timeout;
       drain_dead_letters(deadline);
-      if (!commit_sync(&tps, deadline)) {
+      if (eos) {
+        eos_revoke(tps, false);
+      } else if (!commit_sync(&tps, deadline)) {
         spdlog::warn("kc: commit on revoke of {} did not complete; the next owner re-reads from "
                      "the last committed offset",
                      describe(tps));
@@ -260,6 +291,9 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
   }
   if (parallel) {
     revoke_parallel(tps, true);
+  }
+  if (eos) {
+    eos_revoke(tps, true);
   }
   drop_state(tps);
 }
@@ -358,6 +392,13 @@ void Consumer::Impl::maybe_commit(Clock::time_point now) {
   const bool by_count = done_since_commit >= config.commit.every_messages;
   const bool by_time = now - last_commit >= config.commit.interval;
   if (!by_count && !by_time) {
+    return;
+  }
+  if (eos) {
+    // The sink's transaction is the commit; synchronous by nature.
+    last_commit = now;
+    done_since_commit = 0;
+    eos_commit();
     return;
   }
   if (commit_in_flight) {
@@ -533,6 +574,9 @@ void Consumer::Impl::on_message(rd_kafka_message_t* m) {
       return;
     }
   }
+  if (eos && !eos_record_begin(*st)) {
+    return;
+  }
   st->offsets.handed_out(m->offset);
   ++stats.consumed;
   Outcome outcome = Outcome::retry;
@@ -541,6 +585,9 @@ void Consumer::Impl::on_message(rd_kafka_message_t* m) {
     outcome = handler(Message(m, attempt));
   } catch (...) {
     error = std::current_exception();
+  }
+  if (eos && !eos_record_end(!error && outcome == Outcome::done)) {
+    return;  // the transaction failed: everything since the last commit is redone
   }
   if (!error && outcome == Outcome::done) {
     st->offsets.done(m->offset);
@@ -903,6 +950,9 @@ RunResult Consumer::run() {
     }
     s.serve_dead_letters(std::chrono::milliseconds(0));
     s.resume_due_retries(now);
+    if (s.eos) {
+      s.eos_recover(now);
+    }
     s.maybe_commit(now);
     if (limit_reached()) {
       result.reason = StopReason::max_messages;
@@ -911,7 +961,7 @@ RunResult Consumer::run() {
     // Idle means nothing left to do: partitions are held, no record arrived
     // for idle_exit, and no retry or dead letter is still pending.
     const bool pending = s.parts.empty() || s.waiting_partitions > 0 || (s.dlq && s.dlq->in_flight() > 0) ||
-                         (s.parallel && s.parallel_pending());
+                         (s.parallel && s.parallel_pending()) || s.eos_stalled;
     if (s.config.idle_exit.count() > 0 && s.first_assigned && !pending && now - s.last_activity >= s.config.idle_exit) {
       result.reason = StopReason::idle;
       break;
@@ -934,6 +984,10 @@ RunResult Consumer::run() {
     s.release_handle(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
   } else if (result.reason == StopReason::fatal) {
     // The handle is unusable; commits would fail. Leave without them.
+    if (s.eos && s.txn_open) {
+      s.eos->abort();
+      s.txn_open = false;
+    }
     s.close(end + std::chrono::milliseconds(1000));
   } else {
     // Graceful: nothing more starts; records in flight get until the
@@ -954,7 +1008,14 @@ RunResult Consumer::run() {
       s.wait_in_flight(all, *s.shutdown_deadline);
     }
     s.drain_dead_letters(deadline);
-    s.commit_sync(nullptr, deadline);
+    if (s.eos) {
+      if (s.eos_commit()) {
+        auto lag_deadline = Clock::now() + (deadline - Clock::now()) / 2;
+        s.eos_group_commit(&lag_deadline);
+      }
+    } else {
+      s.commit_sync(nullptr, deadline);
+    }
     s.close(deadline);
   }
   if (s.rk) {

@@ -95,6 +95,17 @@ struct Consumer::Impl {
     bool revoking = false;       // being revoked: nothing more starts, failures are left undone
     bool metadata_dirty = false;  // completions since the last commit (the done set changed)
     std::size_t metadata_checked_at = 0;  // done_after_commit_point() at the last size check
+
+    // Exactly-once only (exactly_once.cpp): whether records of it are
+    // processed now, or why not.
+    enum class Eos {
+      live,       // claimed and positioned: records are processed
+      unclaimed,  // the sink could not claim it yet (unreachable): paused
+      rewind,     // a transaction failed: paused until resume() tells where it stands
+      fenced,     // another consumer claimed it: paused until revoked (or reclaimed later)
+    };
+    Eos eos = Eos::live;
+    Clock::time_point fenced_at;
   };
 
   // A record kept for parallel processing until it is finished: from its
@@ -229,6 +240,24 @@ struct Consumer::Impl {
   static RecordKey record_key(const detail::PartitionId& p, std::int64_t offset) noexcept {
     return {p.slot, p.generation, offset};
   }
+
+  // Exactly-once (exactly_once.cpp); `eos` is hooks.exactly_once.
+  std::shared_ptr<TransactionalSink> eos;
+  bool txn_open = false;
+  bool eos_stalled = false;  // some partition is not live: eos_recover() runs
+  Clock::time_point eos_retry_at;
+  std::chrono::milliseconds eos_backoff{0};
+  Clock::time_point eos_last_warning;
+  void eos_claim(rd_kafka_topic_partition_list_t* list, const std::vector<TopicPartition>& tps);
+  bool eos_record_begin(PartitionState& st);
+  bool eos_record_end(bool keep);
+  bool eos_commit();
+  void eos_failed(const std::exception& e, const char* during);
+  void eos_rewind_all();
+  void eos_recover(Clock::time_point now);
+  void eos_revoke(const std::vector<TopicPartition>& tps, bool lost);
+  void eos_group_commit(Clock::time_point* sync_deadline);
+  std::int64_t group_position(const TopicPartition& tp);
 
   bool cooperative() const { return std::strcmp(rd_kafka_rebalance_protocol(rk.get()), "COOPERATIVE") == 0; }
 };

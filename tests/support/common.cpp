@@ -25,6 +25,32 @@ std::string bootstrap() {
   return v;
 }
 
+std::string postgres_uri() {
+  const char* v = std::getenv("KC_TEST_POSTGRES_URI");
+  if (v == nullptr || *v == '\0') {
+    throw Failure(
+        "KC_TEST_POSTGRES_URI is not set: this test needs a PostgreSQL server. Start one with\n"
+        "  export KC_TEST_POSTGRES_STATE=/tmp/kc-postgres.state\n"
+        "  export KC_TEST_POSTGRES_URI=$(KC_POSTGRES_STATE=$KC_TEST_POSTGRES_STATE scripts/postgres start)\n"
+        "and stop it afterwards with `KC_POSTGRES_STATE=$KC_TEST_POSTGRES_STATE scripts/postgres stop` (or run "
+        "`make test`, which does both).");
+  }
+  return v;
+}
+
+std::string postgres_state() {
+  const char* v = std::getenv("KC_TEST_POSTGRES_STATE");
+  if (v == nullptr || *v == '\0') {
+    throw Failure(
+        "KC_TEST_POSTGRES_STATE is not set: this test takes the PostgreSQL server down and brings it back with\n"
+        "scripts/postgres, which needs the state file the server was started with:\n"
+        "  export KC_TEST_POSTGRES_STATE=/tmp/kc-postgres.state\n"
+        "  export KC_TEST_POSTGRES_URI=$(KC_POSTGRES_STATE=$KC_TEST_POSTGRES_STATE scripts/postgres start)\n"
+        "(`make test` sets both).");
+  }
+  return v;
+}
+
 std::string unique_name(std::string_view prefix) {
   static std::atomic<unsigned> counter{0};
   static const unsigned salt = std::random_device{}();

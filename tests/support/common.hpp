@@ -28,6 +28,13 @@ class Failure : public std::runtime_error {
 /// (so the test FAILS, it is not skipped) with instructions when it is unset.
 std::string bootstrap();
 
+/// The test PostgreSQL server's URI from KC_TEST_POSTGRES_URI, and the
+/// state file of scripts/postgres that runs it from KC_TEST_POSTGRES_STATE
+/// (for tests that take it down and bring it back). Each throws Failure (the
+/// test FAILS, it is not skipped) with instructions when unset.
+std::string postgres_uri();
+std::string postgres_state();
+
 /// A name nobody else uses: `<prefix>-<pid>-<counter>-<random>`; valid as a
 /// Kafka topic or group name when `prefix` is. Thread-safe.
 std::string unique_name(std::string_view prefix);

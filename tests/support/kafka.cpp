@@ -2,6 +2,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
+#include <iterator>
 #include <memory>
 #include <thread>
 
@@ -197,7 +199,10 @@ std::uint64_t BackgroundProducer::join() {
 
 std::vector<std::int64_t> high_watermarks(const std::string& bootstrap, const std::string& topic, int partitions,
                                           std::chrono::milliseconds timeout) {
-  auto rk = make_client(RD_KAFKA_PRODUCER, bootstrap, {});
+  // A consumer reading uncommitted: the ListOffsets request carries the
+  // client's isolation level, and librdkafka's default (read_committed)
+  // would answer the last stable offset on a topic with open transactions.
+  auto rk = make_client(RD_KAFKA_CONSUMER, bootstrap, {{"isolation.level", "read_uncommitted"}});
   std::vector<std::int64_t> out;
   for (int p = 0; p < partitions; ++p) {
     std::int64_t low = -1;
@@ -245,6 +250,90 @@ std::vector<std::int64_t> committed_offsets(const std::string& bootstrap, const 
     if (topic == el.topic && el.partition >= 0 && el.partition < partitions && el.offset >= 0) {
       out[static_cast<std::size_t>(el.partition)] = el.offset;
     }
+  }
+  return out;
+}
+
+std::vector<std::string> read_values(const std::string& bootstrap, const std::string& topic, int partitions,
+                                     Isolation isolation, std::chrono::milliseconds timeout) {
+  const std::string level = isolation == Isolation::read_committed ? "read_committed" : "read_uncommitted";
+  const std::string what = "read_values " + topic + " (" + level + ")";
+  // The ends: high watermarks from a read_uncommitted client (ListOffsets
+  // takes the client's isolation level; read_committed would give the LSO).
+  std::vector<std::int64_t> end(static_cast<std::size_t>(partitions), 0);
+  {
+    auto probe = make_client(RD_KAFKA_CONSUMER, bootstrap, {{"isolation.level", "read_uncommitted"}});
+    for (int p = 0; p < partitions; ++p) {
+      std::int64_t low = 0;
+      const auto err = rd_kafka_query_watermark_offsets(probe.get(), topic.c_str(), p, &low,
+                                                        &end[static_cast<std::size_t>(p)], to_ms(timeout));
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        throw Failure(what + ": watermarks of partition " + std::to_string(p) + ": " + rd_kafka_err2name(err));
+      }
+    }
+  }
+  auto rk = make_client(RD_KAFKA_CONSUMER, bootstrap,
+                        {{"group.id", unique_name("kc-test-values")},
+                         {"enable.auto.commit", "false"},
+                         {"isolation.level", level},
+                         {"enable.partition.eof", "true"}});
+  rd_kafka_poll_set_consumer(rk.get());
+  ListPtr list(rd_kafka_topic_partition_list_new(partitions));
+  for (int p = 0; p < partitions; ++p) {
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  }
+  if (const auto err = rd_kafka_assign(rk.get(), list.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw Failure(what + ": assign: " + rd_kafka_err2name(err));
+  }
+  std::vector<std::vector<std::string>> values(static_cast<std::size_t>(partitions));
+  // Reached: the next offset to read (from a record or an end-of-partition
+  // event, which also covers control records and aborted records that
+  // read_committed skips) is at or past the end.
+  std::vector<std::int64_t> next(static_cast<std::size_t>(partitions), 0);
+  auto done = [&] {
+    for (std::size_t i = 0; i < end.size(); ++i) {
+      if (next[i] < end[i]) {
+        return false;
+      }
+    }
+    return true;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::string state;
+      for (std::size_t i = 0; i < end.size(); ++i) {
+        state += " [" + std::to_string(i) + "] at " + std::to_string(next[i]) + " of " + std::to_string(end[i]) + " (" +
+                 std::to_string(values[i].size()) + " values)";
+      }
+      throw Failure(what + ": not read to the end within " + std::to_string(timeout.count()) +
+                    " ms (a transaction still open?):" + state);
+    }
+    MessagePtr m(rd_kafka_consumer_poll(rk.get(), 100));
+    if (!m) {
+      continue;
+    }
+    if (m->partition < 0 || m->partition >= partitions) {
+      continue;
+    }
+    const auto i = static_cast<std::size_t>(m->partition);
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      next[i] = std::max(next[i], m->offset);
+      continue;
+    }
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw Failure(what + ": " + rd_kafka_err2name(m->err) + ": " + rd_kafka_message_errstr(m.get()));
+    }
+    next[i] = std::max(next[i], m->offset + 1);
+    if (m->offset < end[i]) {
+      values[i].emplace_back(m->payload != nullptr ? std::string(static_cast<const char*>(m->payload), m->len)
+                                                   : std::string());
+    }
+  }
+  rd_kafka_consumer_close(rk.get());
+  std::vector<std::string> out;
+  for (auto& v : values) {
+    out.insert(out.end(), std::make_move_iterator(v.begin()), std::make_move_iterator(v.end()));
   }
   return out;
 }

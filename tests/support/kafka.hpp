@@ -90,6 +90,23 @@ std::vector<std::int64_t> committed_offsets(const std::string& bootstrap, const 
                                             const std::string& topic, int partitions,
                                             std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+/// What a reader of a topic sees: read_committed hides records of aborted
+/// transactions and waits for open ones (up to the last stable offset).
+enum class Isolation { read_committed, read_uncommitted };
+
+/// The values of the records of partitions 0..partitions-1 of `topic` that a
+/// reader with `isolation` sees, from the beginning to the high watermarks
+/// as they are when called, partition by partition in offset order (a null
+/// value reads as ""). With read_committed the end is reached only once
+/// every transaction up to it is committed or aborted (the markers written);
+/// so values committed just before the call are returned, and an aborted
+/// record is known to be absent, not merely not read yet. Assigns the
+/// partitions itself: joins no group, commits nothing. Throws Failure when
+/// an end is not reached within `timeout` (e.g. a transaction still open),
+/// naming the partitions and what was read.
+std::vector<std::string> read_values(const std::string& bootstrap, const std::string& topic, int partitions,
+                                     Isolation isolation, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
 /// Sets dynamic configs of a group (KIP-848 group configs such as
 /// consumer.heartbeat.interval.ms) with rd_kafka_IncrementalAlterConfigs.
 /// The group need not exist yet.

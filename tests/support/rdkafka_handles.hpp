@@ -90,7 +90,7 @@ inline void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) 
     return;
   }
   if (d->failed++ == 0) {
-    d->first_error = std::string(rd_kafka_err2name(m->err)) + ": " + rd_kafka_message_errstr(m) + " (partition " +
+    d->first_error = std::string(rd_kafka_err2name(m->err)) + ": " + rd_kafka_message_produce_errstr(m) + " (partition " +
                      std::to_string(m->partition) + ")";
   }
 }

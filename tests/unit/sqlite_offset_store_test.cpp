@@ -3,9 +3,10 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <unistd.h>
 #include <filesystem>
 #include <string>
-#include <unistd.h>
+#include <vector>
 
 #include "kc/error.hpp"
 #include "sink/sqlite/offset_store.hpp"
@@ -115,6 +116,56 @@ TEST_F(SqliteOffsetStoreTest, ZombieIsFencedByTheNewOwnersEpoch) {
   EXPECT_TRUE(owner.store(tp_, 2, new_claim.epoch));
   owner.commit();
   EXPECT_EQ(count_rows(owner), 2);
+}
+
+TEST_F(SqliteOffsetStoreTest, ReadDoesNotClaimAndBatchClaimTakesAllInOneTransaction) {
+  SqliteOffsetStore s(path_, "g");
+  const kc::TopicPartition other{"orders", kc::Partition{4}};
+  const auto never = s.read(tp_);
+  EXPECT_EQ(never.epoch, 0) << "never claimed";
+  EXPECT_FALSE(never.next_offset.has_value());
+  const std::vector<kc::TopicPartition> both{tp_, other};
+  const auto claims = s.claim(both);
+  ASSERT_EQ(claims.size(), 2u);
+  EXPECT_EQ(claims[0].epoch, 1);
+  EXPECT_EQ(claims[1].epoch, 1);
+  s.begin();
+  ASSERT_TRUE(s.store(other, 9, claims[1].epoch));
+  s.commit();
+  const auto r = s.read(other);
+  EXPECT_EQ(r.epoch, 1) << "read() leaves the epoch alone";
+  EXPECT_EQ(r.next_offset, 9);
+  EXPECT_FALSE(s.in_transaction()) << "read() leaves no read transaction open";
+}
+
+TEST_F(SqliteOffsetStoreTest, AClaimInsideATransactionGoesWithIt) {
+  SqliteOffsetStore s(path_, "g");
+  s.claim(tp_);
+  s.begin();
+  EXPECT_EQ(s.claim_in_transaction(tp_).epoch, 2);
+  EXPECT_EQ(s.read(tp_).epoch, 2) << "visible inside the transaction";
+  s.rollback();
+  EXPECT_EQ(s.read(tp_).epoch, 1) << "gone with the rollback";
+  s.begin();
+  const auto c = s.claim_in_transaction(tp_);
+  EXPECT_TRUE(s.store(tp_, 3, c.epoch));
+  s.commit();
+  EXPECT_EQ(s.read(tp_).epoch, 2);
+  EXPECT_EQ(s.read(tp_).next_offset, 3);
+}
+
+TEST_F(SqliteOffsetStoreTest, BusyDatabaseIsRetriable) {
+  SqliteOffsetStore s(path_, "g", 20);
+  SqliteOffsetStore other(path_, "g", 20);
+  other.begin();
+  try {
+    s.claim(tp_);
+    FAIL() << "claimed while another connection holds the write lock";
+  } catch (const kc::Error& e) {
+    EXPECT_TRUE(e.retriable()) << e.what();
+  }
+  other.rollback();
+  EXPECT_EQ(s.claim(tp_).epoch, 1);
 }
 
 TEST_F(SqliteOffsetStoreTest, UnopenablePathIsNamedInTheError) {

@@ -20,6 +20,9 @@ struct ConsumeOptions {
   std::string value_format = "json";
   std::string key_format = "string";
   std::string sink = "stdout";
+  bool exactly_once = false;                    // --exactly-once
+  std::optional<std::string> transactional_id;  // kafka:TOPIC with --exactly-once
+  std::string sink_table = "kc_records";        // sqlite:/postgres: table
   std::optional<std::uint64_t> max_messages;
   std::optional<std::uint64_t> idle_exit_ms;
   std::optional<std::uint64_t> commit_every;

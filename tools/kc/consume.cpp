@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "kc/embedded.hpp"
+#include "outputs.hpp"
 #include "kc/consumer.hpp"
 #include "kc/deadletter.hpp"
 #include "kc/decode.hpp"
@@ -53,7 +55,15 @@ void add_consume_command(CLI::App& app, ConsumeOptions& o) {
                 "Avro reader schema file: every record is resolved to it (schema evolution)");
   c->add_flag("--no-schema-validation", o.no_schema_validation,
               "jsonschema: do not validate documents against their registered schema (still checked as JSON)");
-  c->add_option("--sink", o.sink, "stdout | jsonl:PATH | null");
+  c->add_option("--sink", o.sink,
+                "stdout | jsonl:PATH | null | sqlite:PATH | postgres:URI | kafka:TOPIC (sqlite/postgres: one row "
+                "per record; kafka: a copy of each record)");
+  c->add_flag("--exactly-once", o.exactly_once,
+              "sqlite:, postgres:, kafka: sinks: commit the output and the offsets in one transaction");
+  c->add_option("--transactional-id", o.transactional_id,
+                "kafka sink with --exactly-once: the producer's transactional.id, stable per instance (default: "
+                "kc-<group>-<group.instance.id>, or kc-<group>-<host>-<pid> without static membership)");
+  c->add_option("--sink-table", o.sink_table, "sqlite:/postgres: sinks: the table of rows (default kc_records)");
   c->add_option("--max-messages", o.max_messages, "exit cleanly (final commit) after N records");
   c->add_option("--idle-exit-ms", o.idle_exit_ms, "exit cleanly after N ms without a record, counted from assignment");
   c->add_option("--commit-every", o.commit_every, "commit after N done records (default 500)");
@@ -408,7 +418,41 @@ int run_consume(const ConsumeOptions& o) {
                   : o.value_format == "string" ? ValueFormat::string
                                                : ValueFormat::json;
   const auto kf = o.key_format == "raw" ? KeyFormat::raw : key_decoder ? KeyFormat::json : KeyFormat::string;
-  auto sink = make_sink(o.sink, kf, vf);
+  // A Kafka sink writes to the consumer's cluster: with the embedded broker,
+  // the tool starts it (and owns it) so both can reach it.
+  std::unique_ptr<EmbeddedBroker> embedded;
+  if (cfg.bootstrap_servers.empty() && o.sink.starts_with("kafka:")) {
+    embedded = std::make_unique<EmbeddedBroker>(1);
+    cfg.bootstrap_servers = embedded->bootstrap_servers();
+    spdlog::warn("kc: no bootstrap servers given: using an embedded mock broker at {} (in-process, data is lost "
+                 "on exit)",
+                 cfg.bootstrap_servers);
+  }
+  OutputOptions oo;
+  oo.spec = o.sink;
+  oo.exactly_once = o.exactly_once;
+  oo.group = cfg.group;
+  oo.bootstrap_servers = cfg.bootstrap_servers;
+  oo.table = o.sink_table;
+  if (o.transactional_id) {
+    oo.transactional_id = *o.transactional_id;
+  } else if (const auto it = cfg.librdkafka.find("group.instance.id"); it != cfg.librdkafka.end()) {
+    oo.transactional_id = "kc-" + cfg.group + "-" + it->second;
+  } else {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    oo.transactional_id = fmt::format("kc-{}-{}-{}", cfg.group, host, getpid());
+  }
+  if (o.exactly_once && (async || workers)) {
+    throw Error(errc::config_invalid_value,
+                "--exactly-once: runs the handler on the poll thread; drop --concurrency, --ordering and "
+                "--simulate-latency-ms");
+  }
+  if (o.exactly_once && cfg.group.empty()) {
+    throw Error(errc::config_missing, "--exactly-once: needs --group (the sink keeps offsets per group)");
+  }
+  auto output = make_output(oo, kf, vf);
+  auto& sink = output.sink;
   // The null sink throws the text away: validate without producing it.
   const bool discard = o.sink == "null";
 
@@ -491,6 +535,7 @@ int run_consume(const ConsumeOptions& o) {
   // asynchronous form the timer thread writes under `mu`.
   std::mutex mu;
   ConsumerHooks hooks;
+  hooks.exactly_once = output.transactional;
   if (workers || async) {
     hooks.before_commit = [&] {
       std::lock_guard lock(mu);
@@ -560,7 +605,7 @@ int run_consume(const ConsumeOptions& o) {
   std::fprintf(stderr,
                "kc consume: %s after %llu records in %.2f s (%.0f msg/s)\n"
                "  done %llu, malformed %llu, retried %llu, dead-lettered %llu, failed %llu, skipped %llu, "
-               "late completions %llu, commits ok %llu, commits failed %llu\n"
+               "late completions %llu, commits ok %llu, commits failed %llu%s\n"
                "  committed offsets:%s\n",
                why_stopped.c_str(), static_cast<unsigned long long>(st.consumed), secs,
                secs > 0 ? static_cast<double>(st.consumed) / secs : 0.0, static_cast<unsigned long long>(st.done),
@@ -568,6 +613,9 @@ int run_consume(const ConsumeOptions& o) {
                static_cast<unsigned long long>(st.dead_lettered), static_cast<unsigned long long>(st.failed),
                static_cast<unsigned long long>(st.skipped), static_cast<unsigned long long>(st.late_completions),
                static_cast<unsigned long long>(st.commits_ok), static_cast<unsigned long long>(st.commits_failed),
+               o.exactly_once ? fmt::format(", transactions {}, aborted {}", st.transactions,
+                                            st.transactions_aborted).c_str()
+                              : "",
                committed.empty() ? " (none)" : committed.c_str());
   if (result.reason == StopReason::fatal) {
     std::fprintf(stderr, "kc consume: fatal: %s\n", result.error.c_str());

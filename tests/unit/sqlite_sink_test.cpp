@@ -1,0 +1,434 @@
+// SqliteSink: rows and offsets in one SQLite transaction, per-record undo,
+// and the owner epoch that fences a zombie out.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <unistd.h>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kc/error.hpp"
+#include "kc/sqlite_sink.hpp"
+
+namespace {
+
+using kc::Offset;
+using kc::Partition;
+using kc::SinkOffset;
+using kc::SqliteSink;
+using kc::TopicPartition;
+
+// A second connection, to look at the file as another process would.
+class Reader {
+ public:
+  explicit Reader(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << "cannot open " << path;
+    }
+    sqlite3_busy_timeout(db_, 1000);
+  }
+  ~Reader() { sqlite3_close(db_); }
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+
+  // The first column of the first row as text; nullopt for NULL or no row.
+  std::optional<std::string> text(const std::string& sql) {
+    sqlite3_stmt* s = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr), SQLITE_OK) << sql << ": " << sqlite3_errmsg(db_);
+    std::optional<std::string> out;
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+      out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    }
+    sqlite3_finalize(s);
+    return out;
+  }
+  long long number(const std::string& sql) { return std::stoll(text(sql).value_or("-1")); }
+  int exec(const char* sql) { return sqlite3_exec(db_, sql, nullptr, nullptr, nullptr); }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+class SqliteSinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = (std::filesystem::temp_directory_path() /
+             ("kc-sqlite-sink-" + std::to_string(::getpid()) + "-" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db"))
+                .string();
+    remove();
+  }
+  void TearDown() override { remove(); }
+  void remove() {
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::filesystem::remove(path_ + suffix);
+    }
+  }
+
+  SqliteSink::Options options(const std::string& group = "g") const {
+    SqliteSink::Options o;
+    o.path = path_;
+    o.group = group;
+    o.busy_timeout_ms = 50;
+    return o;
+  }
+
+  static void insert(SqliteSink& sink, const TopicPartition& tp, std::int64_t offset, const char* value = "{}") {
+    kc::RecordRow row;
+    row.topic = tp.topic;
+    row.partition = kc::to_int(tp.partition);
+    row.offset = offset;
+    row.timestamp_ms = 1700000000000 + offset;
+    row.key = "key";
+    row.value = value;
+    sink.insert(row);
+  }
+  static void commit(SqliteSink& sink, const TopicPartition& tp, std::int64_t next) {
+    const SinkOffset o{tp, Offset{next}};
+    sink.commit({&o, 1}, nullptr);
+  }
+  static std::vector<TopicPartition> one(const TopicPartition& tp) { return {tp}; }
+
+  long long rows(const std::string& where = "1") {
+    return Reader(path_).number("SELECT count(*) FROM kc_records WHERE " + where);
+  }
+  std::optional<std::string> stored(const std::string& group, const TopicPartition& tp) {
+    return Reader(path_).text("SELECT next_offset FROM kc_offsets WHERE grp = '" + group + "' AND topic = '" +
+                              tp.topic + "' AND part = " + std::to_string(kc::to_int(tp.partition)));
+  }
+
+  std::string path_;
+  const TopicPartition tp_{"orders", Partition{3}};
+  const TopicPartition other_{"orders", Partition{4}};
+};
+
+TEST_F(SqliteSinkTest, RowsAndOffsetsCommitTogetherAndSurviveReopening) {
+  {
+    SqliteSink sink(options());
+    const auto pos = sink.claim(one(tp_));
+    ASSERT_EQ(pos.size(), 1u);
+    EXPECT_TRUE(pos[0].owned);
+    EXPECT_FALSE(pos[0].next.has_value()) << "nothing stored yet";
+    sink.begin();
+    insert(sink, tp_, 10, R"({"a":1})");
+    kc::RecordRow tombstone;
+    tombstone.topic = tp_.topic;
+    tombstone.partition = 3;
+    tombstone.offset = 11;
+    tombstone.key = std::string_view();  // an empty key is a key, not NULL
+    sink.insert(tombstone);
+    insert(sink, tp_, 12);
+    commit(sink, tp_, 13);
+  }
+  EXPECT_EQ(rows(), 3);
+  EXPECT_EQ(stored("g", tp_), "13");
+  Reader r(path_);
+  EXPECT_EQ(r.text("SELECT value FROM kc_records WHERE \"offset\" = 10"), R"({"a":1})");
+  EXPECT_EQ(r.number("SELECT timestamp_ms FROM kc_records WHERE \"offset\" = 10"), 1700000000010);
+  EXPECT_EQ(r.text("SELECT topic || ':' || partition || ':' || key FROM kc_records WHERE \"offset\" = 12"),
+            "orders:3:key");
+  EXPECT_EQ(r.number("SELECT count(*) FROM kc_records WHERE \"offset\" = 11 AND value IS NULL AND key = ''"), 1);
+
+  SqliteSink again(options());
+  const auto pos = again.claim(one(tp_));
+  ASSERT_EQ(pos.size(), 1u);
+  EXPECT_EQ(pos[0].next, Offset{13}) << "claim starts where the committed offset says";
+}
+
+TEST_F(SqliteSinkTest, ClaimReturnsEachPartitionsStoredOffsetInOrder) {
+  {
+    SqliteSink sink(options());
+    sink.claim(one(other_));
+    sink.begin();
+    commit(sink, other_, 7);
+  }
+  SqliteSink sink(options());
+  const std::vector<TopicPartition> tps{tp_, other_};
+  const auto pos = sink.claim(tps);
+  ASSERT_EQ(pos.size(), 2u);
+  EXPECT_FALSE(pos[0].next.has_value());
+  EXPECT_EQ(pos[1].next, Offset{7});
+  EXPECT_TRUE(pos[0].owned && pos[1].owned);
+}
+
+TEST_F(SqliteSinkTest, AbortLeavesNeitherRowsNorOffsets) {
+  SqliteSink sink(options());
+  sink.claim(one(tp_));
+  sink.begin();
+  commit(sink, tp_, 5);
+  sink.begin();
+  insert(sink, tp_, 5);
+  insert(sink, tp_, 6);
+  sink.abort();
+  sink.abort();  // twice, and with nothing open: harmless
+  EXPECT_EQ(rows(), 0);
+  EXPECT_EQ(stored("g", tp_), "5");
+  const auto pos = sink.resume(one(tp_));
+  ASSERT_EQ(pos.size(), 1u);
+  EXPECT_TRUE(pos[0].owned);
+  EXPECT_EQ(pos[0].next, Offset{5});
+  // The sink goes on after an abort.
+  sink.begin();
+  insert(sink, tp_, 5);
+  commit(sink, tp_, 6);
+  EXPECT_EQ(rows(), 1);
+  EXPECT_EQ(stored("g", tp_), "6");
+}
+
+// The handler's writes for a failed record (record_end(false)) are undone;
+// the other records of the same transaction are kept. Run on the sink's own
+// table (undo by rowid) and on a table that needs savepoints (WITHOUT
+// ROWID), with the handler's own statements through db() mixed in.
+void failed_record_undoes_only_its_rows(const std::string& path, const SqliteSink::Options& opts) {
+  SqliteSink sink(opts);
+  const TopicPartition tp{"orders", Partition{3}};
+  ASSERT_EQ(sqlite3_exec(sink.db(), "CREATE TABLE IF NOT EXISTS audit (v INTEGER)", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sink.claim(std::vector<TopicPartition>{tp});
+  auto row = [&](std::int64_t offset) {
+    kc::RecordRow r;
+    r.topic = tp.topic;
+    r.partition = 3;
+    r.offset = offset;
+    r.value = "{}";
+    sink.insert(r);
+  };
+  auto audit = [&](int v) {
+    const std::string sql = "INSERT INTO audit (v) VALUES (" + std::to_string(v) + ")";
+    ASSERT_EQ(sqlite3_exec(sink.db(), sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  };
+  sink.begin();
+  sink.record_begin();
+  row(0);
+  sink.record_end(true);
+  sink.record_begin();  // fails after two rows
+  row(1);
+  row(2);
+  sink.record_end(false);
+  sink.record_begin();  // fails after a row, its own statement and another row
+  row(3);
+  audit(3);
+  row(4);
+  sink.record_end(false);
+  sink.record_begin();  // writes nothing and fails
+  sink.record_end(false);
+  sink.record_begin();  // kept: a row and its own statement
+  audit(5);
+  row(5);
+  sink.record_end(true);
+  sink.record_begin();  // fails with its own statement only
+  audit(6);
+  sink.record_end(false);
+  row(7);  // outside a record
+  const SinkOffset o{tp, Offset{8}};
+  sink.commit({&o, 1}, nullptr);
+
+  Reader r(path);
+  EXPECT_EQ(
+      r.text("SELECT group_concat(\"offset\") FROM (SELECT \"offset\" FROM " + opts.table + " ORDER BY \"offset\")"),
+      "0,5,7");
+  EXPECT_EQ(r.text("SELECT group_concat(v) FROM audit"), "5");
+  EXPECT_EQ(r.text("SELECT next_offset FROM kc_offsets"), "8");
+}
+
+TEST_F(SqliteSinkTest, FailedRecordUndoesOnlyItsOwnRows) {
+  failed_record_undoes_only_its_rows(path_, options());
+}
+
+TEST_F(SqliteSinkTest, FailedRecordUndoesOnlyItsOwnRowsInATableThatNeedsSavepoints) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE strict_rows (topic TEXT NOT NULL, partition INTEGER NOT NULL, \"offset\" "
+                         "INTEGER NOT NULL, timestamp_ms INTEGER, key TEXT, value TEXT, "
+                         "PRIMARY KEY (topic, partition, \"offset\")) WITHOUT ROWID",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto opts = options();
+  opts.table = "strict_rows";
+  failed_record_undoes_only_its_rows(path_, opts);
+}
+
+// A consumer that lost the partition (a zombie) and a new owner on the same
+// file and group: the zombie's commit is refused, nothing of it is kept.
+TEST_F(SqliteSinkTest, ZombieIsFencedAndWritesNothing) {
+  SqliteSink zombie(options());
+  zombie.claim(one(tp_));
+  zombie.begin();
+  insert(zombie, tp_, 0);
+  commit(zombie, tp_, 1);
+
+  SqliteSink owner(options());
+  const auto claimed = owner.claim(one(tp_));
+  EXPECT_EQ(claimed.at(0).next, Offset{1});
+
+  zombie.begin();
+  insert(zombie, tp_, 1);
+  insert(zombie, tp_, 2);
+  try {
+    commit(zombie, tp_, 3);
+    FAIL() << "a zombie's commit must be refused";
+  } catch (const kc::Error& e) {
+    EXPECT_EQ(e.code(), kc::make_error_code(kc::errc::io));
+    EXPECT_FALSE(e.retriable());
+    EXPECT_FALSE(e.fatal());
+    EXPECT_NE(std::string(e.what()).find("fenced: orders[3] was claimed by another consumer"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(rows(), 1) << "none of the zombie's rows are kept";
+  EXPECT_EQ(stored("g", tp_), "1");
+
+  const auto z = zombie.resume(one(tp_));
+  EXPECT_FALSE(z.at(0).owned);
+  EXPECT_EQ(z.at(0).next, Offset{1});
+  const auto o = owner.resume(one(tp_));
+  EXPECT_TRUE(o.at(0).owned);
+  EXPECT_EQ(o.at(0).next, Offset{1});
+
+  owner.begin();
+  insert(owner, tp_, 1);
+  commit(owner, tp_, 2);
+  EXPECT_EQ(rows(), 2);
+  EXPECT_EQ(stored("g", tp_), "2");
+  EXPECT_EQ(rows("\"offset\" = 1"), 1) << "offset 1 written once, by the owner";
+}
+
+TEST_F(SqliteSinkTest, CommitForAPartitionNotClaimedOrReleasedIsRefused) {
+  SqliteSink sink(options());
+  sink.claim(one(tp_));
+  sink.begin();
+  insert(sink, other_, 0);
+  try {
+    commit(sink, other_, 1);
+    FAIL() << "never claimed";
+  } catch (const kc::Error& e) {
+    EXPECT_FALSE(e.retriable());
+    EXPECT_NE(std::string(e.what()).find("fenced: orders[4]"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(rows(), 0);
+  EXPECT_FALSE(sink.resume(one(other_)).at(0).owned);
+
+  sink.release(one(tp_));
+  EXPECT_FALSE(sink.resume(one(tp_)).at(0).owned) << "released: no longer this sink's";
+  sink.begin();
+  EXPECT_THROW(commit(sink, tp_, 1), kc::Error);
+  EXPECT_EQ(stored("g", tp_), std::nullopt);
+}
+
+TEST_F(SqliteSinkTest, GroupsInOneFileDoNotInterfere) {
+  SqliteSink a(options("g1"));
+  SqliteSink b(options("g2"));
+  a.claim(one(tp_));
+  b.claim(one(tp_));  // another group: no fencing of a
+  a.begin();
+  insert(a, tp_, 0);
+  commit(a, tp_, 1);
+  b.begin();
+  commit(b, tp_, 7);
+  EXPECT_EQ(stored("g1", tp_), "1");
+  EXPECT_EQ(stored("g2", tp_), "7");
+  EXPECT_TRUE(a.resume(one(tp_)).at(0).owned);
+  EXPECT_TRUE(b.resume(one(tp_)).at(0).owned);
+  EXPECT_EQ(a.resume(one(tp_)).at(0).next, Offset{1});
+  EXPECT_EQ(b.resume(one(tp_)).at(0).next, Offset{7});
+}
+
+TEST_F(SqliteSinkTest, InvalidTableNameIsRejectedAndNamed) {
+  for (const std::string bad : {"rows; DROP TABLE kc_offsets", "1rows", "", "my-rows", "kc_offsets", "sqlite_x"}) {
+    auto opts = options();
+    opts.table = bad;
+    try {
+      SqliteSink sink(opts);
+      ADD_FAILURE() << "accepted table name '" << bad << "'";
+    } catch (const kc::Error& e) {
+      EXPECT_EQ(e.code(), kc::make_error_code(kc::errc::config_invalid_value)) << bad;
+      EXPECT_NE(std::string(e.what()).find("'" + bad + "'"), std::string::npos) << e.what();
+    }
+  }
+  auto opts = options();
+  opts.table = "_Rows_2";
+  EXPECT_NO_THROW(SqliteSink{opts});
+}
+
+TEST_F(SqliteSinkTest, BusyDatabaseGivesARetriableError) {
+  SqliteSink sink(options());  // busy_timeout_ms = 50
+  Reader blocker(path_);
+  ASSERT_EQ(blocker.exec("BEGIN IMMEDIATE"), SQLITE_OK);
+  for (const char* what : {"begin", "claim"}) {
+    try {
+      if (std::string(what) == "begin") {
+        sink.begin();
+      } else {
+        sink.claim(one(tp_));
+      }
+      ADD_FAILURE() << what << " succeeded on a locked database";
+    } catch (const kc::Error& e) {
+      EXPECT_TRUE(e.retriable()) << what << ": " << e.what();
+      EXPECT_EQ(e.code(), kc::make_error_code(kc::errc::io));
+      EXPECT_NE(std::string(e.what()).find(path_), std::string::npos) << e.what();
+    }
+  }
+  ASSERT_EQ(blocker.exec("ROLLBACK"), SQLITE_OK);
+  sink.claim(one(tp_));  // the same calls succeed once the lock is gone
+  sink.begin();
+  insert(sink, tp_, 0);
+  commit(sink, tp_, 1);
+  EXPECT_EQ(rows(), 1);
+}
+
+// claim() during a cooperative rebalance, while other partitions' records
+// are in the open transaction: the claim joins it. Committed, it holds;
+// aborted, it never happened, and resume() claims the partition again.
+TEST_F(SqliteSinkTest, ClaimDuringAnOpenTransactionJoinsIt) {
+  SqliteSink sink(options());
+  SqliteSink earlier(options());
+  earlier.claim(one(other_));
+  sink.claim(one(tp_));
+  sink.begin();
+  insert(sink, tp_, 0);
+  EXPECT_TRUE(sink.claim(one(other_)).at(0).owned);
+  sink.abort();
+  EXPECT_TRUE(earlier.resume(one(other_)).at(0).owned) << "the aborted claim did not fence the earlier owner";
+  const auto again = sink.resume(one(other_));
+  EXPECT_TRUE(again.at(0).owned) << "resume() redoes the claim the abort undid";
+  EXPECT_FALSE(earlier.resume(one(other_)).at(0).owned);
+
+  sink.begin();
+  sink.claim(one(other_));
+  insert(sink, other_, 0);
+  const std::vector<SinkOffset> offsets{{tp_, Offset{1}}, {other_, Offset{1}}};
+  sink.commit(offsets, nullptr);
+  EXPECT_EQ(stored("g", other_), "1");
+  EXPECT_TRUE(sink.resume(one(other_)).at(0).owned);
+}
+
+TEST_F(SqliteSinkTest, WithoutAConsumerRowsAreWrittenWithoutOffsets) {
+  SqliteSink sink(options());
+  insert(sink, tp_, 0);  // outside a transaction: written at once
+  EXPECT_EQ(rows(), 1);
+  sink.begin();
+  insert(sink, tp_, 1);
+  insert(sink, tp_, 2);
+  EXPECT_EQ(rows(), 1) << "not visible before commit";
+  sink.commit({}, nullptr);
+  EXPECT_EQ(rows(), 3);
+  EXPECT_EQ(Reader(path_).number("SELECT count(*) FROM kc_offsets"), 0);
+  EXPECT_THROW(sink.commit({}, nullptr), kc::Error) << "commit() without begin()";
+}
+
+TEST_F(SqliteSinkTest, UnopenablePathIsNamedInTheError) {
+  auto opts = options();
+  opts.path = "/nonexistent-dir/kc.db";
+  try {
+    SqliteSink sink(opts);
+    FAIL() << "expected an error";
+  } catch (const kc::Error& e) {
+    EXPECT_EQ(e.code(), kc::make_error_code(kc::errc::io));
+    EXPECT_NE(std::string(e.what()).find("/nonexistent-dir/kc.db"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
