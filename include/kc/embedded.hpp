@@ -15,7 +15,8 @@ namespace kc {
 /// called from any thread. Destruction blocks until that thread has stopped.
 class EmbeddedBroker {
  public:
-  /// Starts `brokers` mock brokers. Throws kc::Error if librdkafka cannot.
+  /// Starts `brokers` mock brokers (a new group gets its first assignment at
+  /// once: no initial rebalance delay). Throws kc::Error if librdkafka cannot.
   explicit EmbeddedBroker(int brokers = 1);
   ~EmbeddedBroker();
   EmbeddedBroker(const EmbeddedBroker&) = delete;

@@ -31,6 +31,10 @@ EmbeddedBroker::EmbeddedBroker(int brokers) : impl_(std::make_unique<Impl>()) {
   if (!impl_->cluster) {
     throw Error(errc::kafka, "cannot start the embedded (mock) Kafka cluster", true);
   }
+  // No 3 s wait before a new group's first assignment (the mock's default,
+  // like a broker's group.initial.rebalance.delay.ms): a development broker
+  // serves one consumer at a time, and the wait only delays every start.
+  rd_kafka_mock_group_initial_rebalance_delay_ms(impl_->cluster.get(), 0);
   impl_->bootstrap = rd_kafka_mock_cluster_bootstraps(impl_->cluster.get());
 }
 
