@@ -2,14 +2,18 @@
 """kc benchmark harness: runs the consumers one after another, measures them, prints the table.
 
 Called by bench/run (which installs, builds, starts the broker and fills the
-topic). Standard library only, except `count` and `env`, which import the peer
-client libraries when they are there.
+topic). Standard library only, except `count`, `count-output`, `topic`,
+`produce` and `env`, which import the peer client libraries (the eos
+scenario runs the first three as child processes).
 
   harness.py run   --bootstrap B --topic T --messages N --kc PATH
                    --rdkafka-performance PATH --python PY --out DIR [options]
                    [--scenario avro --registry URL]
                    [--scenario latency|cpu [--latency-ms MS --cpu-us US ...]]
   harness.py count --bootstrap B --topic T      (sum of high watermarks; needs confluent_kafka)
+  harness.py count-output sqlite --path DB | postgres --uri URI --table T | kafka --bootstrap B --topic T
+                   (rows and distinct records of an eos run's output: "<rows> <distinct>")
+  harness.py topic create|delete --bootstrap B --topic T [--partitions P]   (the eos output topics)
   harness.py produce --bootstrap B --topic T --messages N --keys K [--seed S]
                    (the keyed records of the latency and cpu scenarios; needs confluent_kafka)
   harness.py verify --path JSONL --messages N --keys K [--seed S]
@@ -44,6 +48,13 @@ whole topic with its jsonl output checked for per-key order. cpu: a busy
 loop of --cpu-us per record; kc --concurrency 1 and 2 on the whole topic
 (output checked the same way), and the guide's pattern with that busy loop
 on a budget.
+
+eos (exactly-once sinks) -- the topic holds the JSON orders; kc writes them
+to SQLite, PostgreSQL (--postgres) and Kafka, at-least-once and with
+--exactly-once, the same --eos-commit-every for both, each run into fresh
+output that is counted afterwards (count-output) and then dropped; plus kc
+into the null sink for reference. The PostgreSQL server's CPU (postmaster
+and children, --postgres-pid) gets its own column.
 """
 import argparse
 import collections
@@ -70,7 +81,7 @@ KC_RE = re.compile(
 KC_MALFORMED_RE = re.compile(r"\bmalformed (\d+)")
 RESULT_RE = re.compile(r"^RESULT (.*)$", re.M)
 
-SCENARIOS = ("json", "avro", "latency", "cpu")
+SCENARIOS = ("json", "avro", "latency", "cpu", "eos")
 KEYED_SEED = 5  # the latency and cpu scenarios' key order (harness.py produce)
 
 
@@ -148,6 +159,8 @@ class Peer:
     fast: bool = False       # a ~1 s run: repeated --fast-repeat times
     # checks the run's output once it exited: group -> (ok, one-line detail, counts)
     verify: Optional[Callable[[str], tuple]] = None
+    prepare: Optional[Callable[[str], None]] = None  # group -> None, before the run (not timed)
+    cleanup: Optional[Callable[[str], None]] = None  # group -> None, after verify (not timed)
 
 
 @dataclass
@@ -163,7 +176,8 @@ class Run:
     maxrss_kib: int = 0
     cpu: float = 0.0
     broker_cpu: float = 0.0  # CPU the broker used during the run
-    other_cpu: float = 0.0   # CPU the rest of the machine used (not us, not the broker)
+    sink_cpu: float = 0.0    # CPU the PostgreSQL server used during the run (eos scenario)
+    other_cpu: float = 0.0   # CPU the rest of the machine used (not us, not the broker, not PostgreSQL)
     messages: Optional[int] = None
     self_seconds: Optional[float] = None
     self_rate: Optional[float] = None
@@ -205,6 +219,34 @@ def process_cpu(pid: int) -> float:
         return 0.0
 
 
+def server_cpu(pid: int) -> float:
+    """CPU seconds of a server process and its children, exited ones
+    included: its own utime + stime, the cutime + cstime of the children it
+    has reaped, and utime + stime of those still there (PostgreSQL: the
+    postmaster, its background processes and one backend per connection,
+    which exits when kc disconnects). 0 without a pid."""
+    if not pid:
+        return 0.0
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid):
+            total += int(fields[11]) + int(fields[12])
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += sum(int(x) for x in fields[11:15])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return total / _TICK
+
+
 def measure(argv: list, out_path: str, err_path: str, timeout: float) -> tuple:
     """Run argv; return (rc, timed_out, wall seconds, maxrss KiB, cpu seconds)."""
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
@@ -241,6 +283,8 @@ def measure(argv: list, out_path: str, err_path: str, timeout: float) -> tuple:
 def make_peers(a, all_peers: bool = False) -> list:
     if a.scenario in ("latency", "cpu"):
         return select_peers(a, make_parallel_peers(a), all_peers)
+    if a.scenario == "eos":
+        return select_peers(a, make_eos_peers(a), all_peers)
     n = a.messages
     here = os.path.dirname(os.path.abspath(__file__))
     py = a.python
@@ -416,6 +460,303 @@ def make_parallel_peers(a) -> list:
     return peers
 
 
+# ----------------------------------------------------------------- eos
+
+EOS_SINKS = ("sqlite", "postgres", "kafka")
+KC_COMMITS_RE = re.compile(r"commits ok (\d+), commits failed (\d+)(?:, transactions (\d+), aborted (\d+))?")
+
+
+def parse_kc_eos(out: str, err: str) -> Parsed:
+    """parse_kc plus the summary's commit and transaction counts (extra)."""
+    p = parse_kc(out, err)
+    m = None
+    for m in KC_COMMITS_RE.finditer(err):
+        pass
+    if m:
+        p.extra = {"commits_ok": int(m.group(1)), "commits_failed": int(m.group(2))}
+        p.detail += f"; commits ok {m.group(1)}, failed {m.group(2)}"
+        if m.group(3) is not None:
+            p.extra.update(transactions=int(m.group(3)), aborted=int(m.group(4)))
+            p.detail += f"; transactions {m.group(3)}, aborted {m.group(4)}"
+    return p
+
+
+def make_eos_peers(a) -> list:
+    """The eos scenario's consumers (issue 6): kc into each transactional sink,
+    at-least-once and exactly-once, the same commit policy for both, each run
+    into fresh output (its own SQLite file, PostgreSQL table, Kafka topic)
+    that is counted after the run; plus kc into the null sink for reference.
+
+    Every sink run stops at --max-messages N (the final commit or transaction
+    included); --idle-exit-ms 3000 is the safety net should fewer arrive. The
+    idle wait alone would add 3 s of nothing to every wall time."""
+    n = a.messages
+    every = str(a.eos_commit_every)
+
+    def kc(sink, *extra):
+        def argv(g):
+            return [a.kc, "consume", "-b", a.bootstrap, "-g", g, "-t", a.topic, "--from-beginning",
+                    "--value-format", "json", "--idle-exit-ms", "3000", "--max-messages", str(n),
+                    "--commit-every", every, "--sink", *sink(g), *extra]
+        return argv
+
+    def check(counter, exactly_once):
+        # In a child process: counting a million distinct values grows the
+        # harness by ~200 MiB, and every process it starts afterwards
+        # inherits that peak (ru_maxrss survives fork and exec).
+        def verify(g):
+            argv = [sys.executable, os.path.abspath(__file__), "count-output", *counter(g)]
+            r = subprocess.run(argv, capture_output=True, text=True)
+            try:
+                rows, distinct = (int(x) for x in r.stdout.split())
+            except ValueError:
+                why = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
+                return False, f"could not count the output: {why}", {"rows": 0, "distinct": 0, "duplicates": 0}
+            return sink_verdict(rows, distinct, n, exactly_once)
+        return verify
+
+    sqlite_path = lambda g: os.path.join(a.out, f"{g}.db")  # noqa: E731
+    pg_table = lambda g: g.replace("-", "_")  # noqa: E731
+    out_topic = lambda g: f"{g}-out"  # noqa: E731
+
+    def drop_sqlite(g):
+        if not a.keep_sinks:
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.remove(sqlite_path(g) + suffix)
+                except FileNotFoundError:
+                    pass
+
+    def drop_pg(g):
+        if not a.keep_sinks:
+            psql(a.postgres, f'DROP TABLE IF EXISTS "{pg_table(g)}"')
+
+    def drop_topic(g):
+        if not a.keep_sinks:
+            topic_admin(a, "delete", out_topic(g))
+
+    sinks = {
+        "sqlite": dict(sink=lambda g: [f"sqlite:{sqlite_path(g)}"],
+                       count=lambda g: ["sqlite", "--path", sqlite_path(g)], cleanup=drop_sqlite,
+                       what="a fresh SQLite file per run (WAL, synchronous=NORMAL)"),
+        "postgres": dict(sink=lambda g: [f"postgres:{a.postgres}", "--sink-table", pg_table(g)],
+                         count=lambda g: ["postgres", "--uri", a.postgres, "--table", pg_table(g)],
+                         cleanup=drop_pg,
+                         what="a fresh table per run (--sink-table) in the bench's own PostgreSQL"),
+        "kafka": dict(sink=lambda g: [f"kafka:{out_topic(g)}"],
+                      count=lambda g: ["kafka", "--bootstrap", a.bootstrap, "--topic", out_topic(g)],
+                      cleanup=drop_topic,
+                      prepare=lambda g: topic_admin(a, "create", out_topic(g)),
+                      what=f"a fresh {a.partitions}-partition output topic per run, read back with "
+                           "isolation.level=read_committed"),
+    }
+    peers = [Peer("kc", "kc consume --value-format json --sink null (reference)",
+                  lambda g: [a.kc, "consume", "-b", a.bootstrap, "-g", g, "-t", a.topic, "--from-beginning",
+                             "--value-format", "json", "--sink", "null", "--max-messages", str(n),
+                             "--commit-every", every],
+                  parse_kc_eos, a.full_timeout, fast=True,
+                  note="the json scenario's plain kc run: no output, at-least-once commits")]
+    for name in EOS_SINKS:
+        s = sinks[name]
+        for mode, eos in (("alo", False), ("eos", True)):
+            extra = ("--exactly-once",) if eos else ()
+            label = f"kc --sink {name} " + ("--exactly-once" if eos else "(at-least-once)")
+            note = (f"{s['what']}; " + (f"output and offsets in one transaction per {every} records "
+                                        "(or 5 s); output checked: every record exactly once"
+                                        if eos else
+                                        f"offsets committed to Kafka every {every} records (or 5 s) after "
+                                        "the sink's flush; output checked: every record at least once, "
+                                        "duplicates counted"))
+            peers.append(Peer(f"{name}-{mode}", label, kc(s["sink"], *extra), parse_kc_eos, a.eos_timeout,
+                              note=note, verify=check(s["count"], eos), prepare=s.get("prepare"),
+                              cleanup=s["cleanup"]))
+    return peers
+
+
+def eos_warmers(a) -> list:
+    """Unmeasured passes of the eos scenario: rdkafka_performance, kc into
+    null, and a short exactly-once run into Kafka. The first transactional
+    producer on a fresh broker has the broker create __transaction_state,
+    which should not land in the first measured kafka-eos run."""
+    n = min(a.messages, 20_000)
+    out_topic = lambda g: f"{g}-out"  # noqa: E731
+    kc_null = [p for p in make_eos_peers(a) if p.key == "kc"]
+    txn = Peer("kafka-eos", "kc --sink kafka --exactly-once (warm-up, 20,000 records)",
+               lambda g: [a.kc, "consume", "-b", a.bootstrap, "-g", g, "-t", a.topic, "--from-beginning",
+                          "--value-format", "json", "--idle-exit-ms", "3000", "--max-messages", str(n),
+                          "--sink", f"kafka:{out_topic(g)}", "--exactly-once"],
+               parse_kc_eos, a.eos_timeout, full=False,
+               prepare=lambda g: topic_admin(a, "create", out_topic(g)),
+               cleanup=lambda g: topic_admin(a, "delete", out_topic(g)))
+    return [raw_peer(a), *kc_null, txn]
+
+
+def sink_verdict(rows: int, distinct: int, messages: int, exactly_once: bool) -> tuple:
+    """(ok, detail, counts) of a sink's output: exactly-once must hold every
+    record exactly once; at-least-once every record, duplicates allowed (and
+    counted)."""
+    dups, missing = rows - distinct, max(0, messages - distinct)
+    ok = (rows == messages and distinct == messages) if exactly_once else distinct == messages
+    detail = (f"{rows:,} rows, {distinct:,} distinct records of {messages:,}: "
+              f"missing {missing:,}, duplicates {dups:,}")
+    return ok, detail, {"rows": rows, "distinct": distinct, "duplicates": dups, "missing": missing}
+
+
+def count_sqlite(path: str, table: str = "kc_records") -> tuple:
+    """(rows, distinct (partition, offset)) of a kc SQLite sink file."""
+    import sqlite3
+    if not os.path.exists(path):
+        raise RuntimeError(f"{path} does not exist")
+    con = sqlite3.connect(path)
+    try:
+        sql = f'SELECT count(*), count(DISTINCT "partition" || \':\' || "offset") FROM "{table}"'
+        return con.execute(sql).fetchone()
+    finally:
+        con.close()
+
+
+def psql(uri: str, sql: str) -> str:
+    r = subprocess.run(["psql", uri, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"psql: {r.stderr.strip() or r.returncode}")
+    return r.stdout.strip()
+
+
+def count_postgres(uri: str, table: str) -> tuple:
+    """(rows, distinct (partition, offset)) of a kc PostgreSQL sink table."""
+    rows, distinct = psql(uri, f'SELECT count(*), count(DISTINCT ("partition", "offset")) FROM "{table}"').split("|")
+    return int(rows), int(distinct)
+
+
+def topic_admin(a, op: str, topic: str) -> None:
+    """Creates (a.partitions partitions) or deletes a topic, in a child
+    process like the counts: the harness stays small (see make_eos_peers)."""
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "topic", op, "--bootstrap", a.bootstrap,
+                        "--topic", topic, "--partitions", str(a.partitions)], capture_output=True, text=True)
+    if r.returncode != 0:
+        why = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
+        if op == "create":
+            raise RuntimeError(f"creating topic {topic}: {why}")
+        print(f"bench: warning: deleting topic {topic}: {why}", file=sys.stderr)
+
+
+def cmd_topic(a) -> int:
+    if a.op == "create":
+        create_topic(a.bootstrap, a.topic, a.partitions)
+    else:
+        delete_topic(a.bootstrap, a.topic)
+    return 0
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=30).values():
+        f.result(60)
+    # the metadata of a new topic reaches the broker's cache a moment later
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        t = admin.list_topics(topic, timeout=10).topics.get(topic)
+        if t is not None and t.error is None and len(t.partitions) == partitions:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"topic {topic} did not appear with {partitions} partitions")
+
+
+def delete_topic(bootstrap: str, topic: str) -> None:
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.delete_topics([topic], operation_timeout=30).values():
+        f.result(60)
+
+
+def count_topic(bootstrap: str, topic: str) -> tuple:
+    """(records, distinct values) of a topic as a read_committed consumer sees
+    it: records of aborted transactions and transaction markers not counted.
+    The values are kc produce's JSON orders, each with its own order_id."""
+    import hashlib
+    from confluent_kafka import Consumer, KafkaError, TopicPartition, OFFSET_BEGINNING
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"kc-bench-count-{topic}",
+                  "enable.auto.commit": False, "isolation.level": "read_committed",
+                  "enable.partition.eof": True})
+    try:
+        md = c.list_topics(topic, timeout=30).topics[topic]
+        if md.error is not None:
+            raise RuntimeError(f"topic {topic}: {md.error}")
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.partitions])
+        left, rows, seen = set(md.partitions), 0, set()
+        deadline = time.monotonic() + 600
+        while left:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no end of partitions {sorted(left)} in 600 s")
+            for m in c.consume(10_000, 1.0):
+                e = m.error()
+                if e is None:
+                    rows += 1
+                    seen.add(hashlib.blake2b(m.value() or b"", digest_size=16).digest())
+                elif e.code() == KafkaError._PARTITION_EOF:
+                    left.discard(m.partition())
+                else:
+                    raise RuntimeError(str(e))
+        return rows, len(seen)
+    finally:
+        c.close()
+
+
+def cmd_count_output(a) -> int:
+    """Prints "<rows> <distinct>" of a sink's output (make_eos_peers' check)."""
+    if a.kind == "sqlite":
+        rows, distinct = count_sqlite(a.path)
+    elif a.kind == "postgres":
+        rows, distinct = count_postgres(a.uri, a.table)
+    else:
+        rows, distinct = count_topic(a.bootstrap, a.topic)
+    print(rows, distinct)
+    return 0
+
+
+def eos_summary(a, runs: dict, rate, ratio) -> list:
+    """The last lines of the eos scenario: what each sink holds, the
+    transactions, the ratios (wall msg/s of the median runs) and the target."""
+    out = []
+    for key in (f"{s}-{m}" for s in EOS_SINKS for m in ("alo", "eos")):
+        rs = runs.get(key)
+        if not rs:
+            continue
+        good = sum(1 for r in rs if r.verified)
+        dups = [r.extra.get("duplicates", 0) for r in rs]
+        r = median_run(rs)
+        e = r.extra
+        line = (f"output {key}: {good} of {len(rs)} run(s) passed, duplicates per run "
+                f"{', '.join(f'{d:,}' for d in dups)}; median run: {r.verify_detail}")
+        if "commits_ok" in e:
+            line += f"; commits ok {e['commits_ok']:,}, failed {e['commits_failed']:,}"
+        if "transactions" in e:
+            line += f", transactions {e['transactions']:,}, aborted {e['aborted']:,}"
+        out.append(line)
+    def shown(key):
+        x = rate(key)
+        return f"{x:,.0f}" if x else "-"
+
+    ref = rate("kc")
+    out.append(f"wall msg/s, at-least-once / exactly-once: "
+               + ", ".join(f"{s} {shown(s + '-alo')} / {shown(s + '-eos')}" for s in EOS_SINKS)
+               + (f"; reference kc --sink null {ref:,.0f}" if ref else ""))
+    out.append("self-reported (from first assignment) ratios, for reference: "
+               + ", ".join(f"{s}-eos/{s}-alo {ratio(rate(s + '-eos', True), rate(s + '-alo', True))}"
+                           for s in EOS_SINKS))
+    for s in EOS_SINKS:
+        out.append(f"ratio {s}-eos/{s}-alo: {ratio(rate(s + '-eos'), rate(s + '-alo'))}")
+    eos, alo = rate("sqlite-eos"), rate("sqlite-alo")
+    clean = bool(runs.get("sqlite-eos")) and all(r.verified for r in runs["sqlite-eos"])
+    met = bool(eos and alo and clean and eos >= 0.5 * alo)
+    why = (f"ratio {eos / alo:.2f}" if eos and alo else "no complete pair of runs") + \
+        f", sqlite-eos output exactly once in every run: {'yes' if clean else 'no'}"
+    out.append(f"target sqlite-eos >= 50% of sqlite-alo: {'yes' if met else 'no'} ({why})")
+    return out
+
+
 def sink_path(a, group: str) -> str:
     return os.path.join(a.out, f"{group}.jsonl")
 
@@ -438,13 +779,17 @@ def run_one(a, peer: Peer, rep: int, prefix: str = "") -> Run:
     argv = peer.argv(group)
     base = os.path.join(a.out, f"{key}.r{rep}")
     r = Run(peer.key, peer.label, rep, group, argv, log_out=base + ".out", log_err=base + ".err")
+    if peer.prepare is not None:
+        peer.prepare(group)
     print(f"bench: [{rep}/{getattr(a, 'total_reps', a.repeat)}] {peer.label}: {' '.join(argv)}", file=sys.stderr, flush=True)
-    busy0, broker0 = machine_busy(), process_cpu(a.broker_pid)
+    pg_pid = getattr(a, "postgres_pid", 0)
+    busy0, broker0, sink0 = machine_busy(), process_cpu(a.broker_pid), server_cpu(pg_pid)
     r.rc, r.timed_out, r.wall, r.maxrss_kib, r.cpu = measure(argv, r.log_out, r.log_err, peer.timeout)
-    busy1, broker1 = machine_busy(), process_cpu(a.broker_pid)
+    busy1, broker1, sink1 = machine_busy(), process_cpu(a.broker_pid), server_cpu(pg_pid)
     r.broker_cpu = max(0.0, broker1 - broker0)
+    r.sink_cpu = max(0.0, sink1 - sink0)
     # the harness itself sleeps in wait4(); what is left is other load on the machine
-    r.other_cpu = max(0.0, (busy1 - busy0) - r.cpu - r.broker_cpu)
+    r.other_cpu = max(0.0, (busy1 - busy0) - r.cpu - r.broker_cpu - r.sink_cpu)
     with open(r.log_out, errors="replace") as f:
         out = f.read()
     with open(r.log_err, errors="replace") as f:
@@ -460,6 +805,8 @@ def run_one(a, peer: Peer, rep: int, prefix: str = "") -> Run:
         print(f"bench:   output check: {r.verify_detail}", file=sys.stderr, flush=True)
         if not r.verified:
             problems.append(f"output check failed: {r.verify_detail}")
+    if peer.cleanup is not None:
+        peer.cleanup(group)
     if r.timed_out:
         problems.append(f"killed after {peer.timeout:g} s")
     if r.rc != 0:
@@ -482,7 +829,9 @@ def run_one(a, peer: Peer, rep: int, prefix: str = "") -> Run:
     print(f"bench:   {r.messages or 0:,} msgs in {r.wall:.2f} s wall = {r.wall_rate:,.0f} msg/s"
           + (f"; self-reported {r.self_rate:,.0f} msg/s" if r.self_rate else "")
           + f"; peak RSS {r.maxrss_kib / 1024:.1f} MiB; cpu {r.cpu:.2f} s"
-          + f" (broker {r.broker_cpu:.2f} s, other processes {r.other_cpu:.2f} s)", file=sys.stderr, flush=True)
+          + f" (broker {r.broker_cpu:.2f} s, "
+          + (f"PostgreSQL {r.sink_cpu:.2f} s, " if pg_pid else "")
+          + f"other processes {r.other_cpu:.2f} s)", file=sys.stderr, flush=True)
     return r
 
 
@@ -494,8 +843,9 @@ def median_run(runs: list) -> Run:
 
 def fmt_table(a, peers: list, runs: dict) -> list:
     lines = []
+    pg = bool(getattr(a, "postgres_pid", 0))
     hdr = ("name", "runs", "messages", "wall s", "wall msg/s", "self msg/s", "peak RSS MiB", "CPU s",
-           "broker CPU s", "other CPU s")
+           "broker CPU s") + (("PostgreSQL CPU s",) if pg else ()) + ("other CPU s",)
     rows = []
     for p in peers:
         rs = runs.get(p.key) or []
@@ -505,8 +855,8 @@ def fmt_table(a, peers: list, runs: dict) -> list:
         rows.append((p.label + ("" if r.ok else " (!)"), str(len(rs)),
                      f"{r.messages or 0:,}", f"{r.wall:.2f}", f"{r.wall_rate:,.0f}",
                      f"{r.self_rate:,.0f}" if r.self_rate else "-",
-                     f"{r.maxrss_kib / 1024:.1f}", f"{r.cpu:.2f}", f"{r.broker_cpu:.2f}",
-                     f"{r.other_cpu:.2f}"))
+                     f"{r.maxrss_kib / 1024:.1f}", f"{r.cpu:.2f}", f"{r.broker_cpu:.2f}")
+                    + ((f"{r.sink_cpu:.2f}",) if pg else ()) + (f"{r.other_cpu:.2f}",))
     widths = [max(len(hdr[i]), *(len(row[i]) for row in rows)) for i in range(len(hdr))]
     def line(cells):
         return "| " + " | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
@@ -524,6 +874,7 @@ def cmd_run(a) -> int:
     peers = make_peers(a)
     avro = a.scenario == "avro"
     parallel = a.scenario in ("latency", "cpu")
+    eos = a.scenario == "eos"
     kc_key, peer_key = ("kc-avro", "confluent-avro") if avro else ("kc", "confluent")
     runs: dict = {}
     warm_runs: list = []
@@ -535,7 +886,7 @@ def cmd_run(a) -> int:
         # rdkafka_performance (auto-commit) barely touches. (latency, cpu:
         # rdkafka_performance only; the measured runs last seconds, not
         # fractions of one, and commit at a few thousand records/s at most.)
-        warmers = ([raw_peer(a)] if parallel else
+        warmers = ([raw_peer(a)] if parallel else eos_warmers(a) if eos else
                    [p for p in make_peers(a, all_peers=True) if p.key in ("raw", kc_key)])
         for warm in warmers:
             print(f"bench: warm-up pass with {warm.key} (not measured)", file=sys.stderr, flush=True)
@@ -545,7 +896,7 @@ def cmd_run(a) -> int:
                 print("bench: warning: the warm-up pass failed", file=sys.stderr)
     a.total_reps = max(a.repeat, a.fast_repeat)
     for rep in range(1, a.total_reps + 1):
-        for peer in peers:
+        for peer in (eos_order(peers, rep) if eos else peers):
             if rep > a.repeat and not peer.fast:
                 continue
             if a.settle > 0:
@@ -571,6 +922,9 @@ def cmd_run(a) -> int:
                 "(I/O-bound)")
     elif a.scenario == "cpu":
         what = f"keyed JSON records ({a.keys:,} keys), handler busy {a.cpu_us:g} us per record (CPU-bound)"
+    elif eos:
+        what = (f"JSON order messages into transactional sinks, at-least-once and exactly-once, "
+                f"--commit-every {a.eos_commit_every}")
     else:
         what = "JSON order messages"
     out.append(f"kc benchmark: {a.messages:,} {what}, topic {a.topic} "
@@ -578,6 +932,9 @@ def cmd_run(a) -> int:
                f"each row: the median run by wall msg/s")
     warmed = "an unmeasured warm-up pass over the topic (rdkafka_performance)" if parallel else \
         f"two unmeasured warm-up passes over the topic (rdkafka_performance, {kc_key})"
+    if eos:
+        warmed = ("unmeasured warm-up passes (rdkafka_performance, kc --sink null, "
+                  "20,000 records kc --sink kafka --exactly-once)")
     out.append((f"after {warmed}; " if a.warmup else "")
                + f"each consumer in a fresh group, one after another, {a.settle:g} s apart")
     out.append("wall = process start to exit (primary figure); self = the tool's own figure "
@@ -591,6 +948,9 @@ def cmd_run(a) -> int:
     if budget:
         out.append("  * budget runs stop early; their rate is from the messages they did consume")
     out.append("  CPU s: the consumer process (user+sys); broker CPU s: the Kafka broker during the run;")
+    if eos and a.postgres_pid:
+        out.append("  PostgreSQL CPU s: the PostgreSQL server during the run (postmaster, background "
+                   "processes, kc's backend);")
     out.append("  other CPU s: everything else on the machine during the run (should be near 0)")
     noisy = [r for rs in runs.values() for r in rs if r.other_cpu > max(0.25, 0.1 * r.wall)]
     if noisy:
@@ -631,6 +991,8 @@ def cmd_run(a) -> int:
 
     if parallel:
         out += parallel_summary(a, runs, rate, ratio)
+    elif eos:
+        out += eos_summary(a, runs, rate, ratio)
     else:
         out += throughput_summary(avro, kc_key, peer_key, rate, ratio)
     text = "\n".join(out) + "\n"
@@ -639,6 +1001,20 @@ def cmd_run(a) -> int:
     sys.stdout.write(text)
     sys.stdout.flush()
     return 1 if bad else 0
+
+
+def eos_order(peers: list, rep: int) -> list:
+    """The eos scenario's run order in round `rep`: at-least-once first in odd
+    rounds, exactly-once first in even ones, so that neither mode of a sink
+    always runs on the warmer (or fuller) machine."""
+    if rep % 2:
+        return peers
+    out = list(peers)
+    for i in range(len(out) - 1):
+        x, y = out[i].key, out[i + 1].key
+        if x.endswith("-alo") and y == x[:-4] + "-eos":
+            out[i], out[i + 1] = out[i + 1], out[i]
+    return out
 
 
 def throughput_summary(avro: bool, kc_key: str, peer_key: str, rate, ratio) -> list:
@@ -954,7 +1330,8 @@ def main() -> int:
                    "avro: raw,kc-avro,kc-raw,confluent-avro; "
                    "latency: python-threadpool,kc-partition,kc-key,kc-unordered,order-key-workers,"
                    "order-control-workers,order-control-async; "
-                   "cpu: kc-cpu1,kc-cpu2,kc-cpu-poll,python-threadpool-cpu)")
+                   "cpu: kc-cpu1,kc-cpu2,kc-cpu-poll,python-threadpool-cpu; "
+                   "eos: kc,sqlite-alo,sqlite-eos,postgres-alo,postgres-eos,kafka-alo,kafka-eos)")
     r.add_argument("--scenario", choices=SCENARIOS, default="json",
                    help="what the topic holds: JSON order documents, or Avro-encoded orders "
                         "(Confluent wire format; needs --registry); latency and cpu: the keyed "
@@ -992,9 +1369,29 @@ def main() -> int:
     r.add_argument("--cpu-us", type=float, default=200.0, help="cpu: the handler's busy loop per record")
     r.add_argument("--cpu-ordering", choices=("partition", "key", "unordered"), default="partition",
                    help="cpu: kc's --ordering")
+    # eos scenario
+    r.add_argument("--postgres", default="", help="eos: the PostgreSQL URI (scripts/postgres start)")
+    r.add_argument("--postgres-pid", type=int, default=0, help="eos: pid of the postmaster, for its CPU time")
+    r.add_argument("--eos-commit-every", type=int, default=500,
+                   help="eos: --commit-every of every kc run (records per commit / transaction)")
+    r.add_argument("--eos-timeout", type=float, default=1800.0, help="eos: hard limit of one sink run (s)")
+    r.add_argument("--keep-sinks", type=int, default=0,
+                   help="eos: 1: keep every run's SQLite file, PostgreSQL table and output topic")
     c = sub.add_parser("count")
     c.add_argument("--bootstrap", required=True)
     c.add_argument("--topic", required=True)
+    co = sub.add_parser("count-output")
+    co.add_argument("kind", choices=EOS_SINKS)
+    co.add_argument("--path", default="", help="sqlite: the file")
+    co.add_argument("--uri", default="", help="postgres: the URI")
+    co.add_argument("--table", default="kc_records", help="postgres: the table")
+    co.add_argument("--bootstrap", default="", help="kafka: the broker")
+    co.add_argument("--topic", default="", help="kafka: the topic (read with isolation.level=read_committed)")
+    tp = sub.add_parser("topic")
+    tp.add_argument("op", choices=("create", "delete"))
+    tp.add_argument("--bootstrap", required=True)
+    tp.add_argument("--topic", required=True)
+    tp.add_argument("--partitions", type=int, default=4)
     pr = sub.add_parser("produce")
     pr.add_argument("--bootstrap", required=True)
     pr.add_argument("--topic", required=True)
@@ -1012,9 +1409,11 @@ def main() -> int:
     a = ap.parse_args()
     if a.cmd == "run" and a.scenario == "avro" and not a.registry:
         ap.error("--scenario avro needs --registry URL")
+    if a.cmd == "run" and a.scenario == "eos" and not a.postgres:
+        ap.error("--scenario eos needs --postgres URI")
     if getattr(a, "keys", 1) < 1 or getattr(a, "messages", 1) < 1:
         ap.error("--keys and --messages must be positive")
-    return {"run": cmd_run, "count": cmd_count, "produce": cmd_produce, "verify": cmd_verify,
+    return {"run": cmd_run, "count": cmd_count, "count-output": cmd_count_output, "topic": cmd_topic, "produce": cmd_produce, "verify": cmd_verify,
             "env": cmd_env}[a.cmd](a)
 
 
