@@ -213,6 +213,13 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
     } else if (const auto e = rd_kafka_assign(rk.get(), list); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
       throw Error(errc::kafka, std::string("assign failed: ") + rd_kafka_err2str(e));
     }
+    // librdkafka keeps a partition's pause (ours: a retry wait, a halt, a
+    // full buffer, a rewind) across an unassign and a new assign: a
+    // partition that comes back would stay paused for good. New state, new
+    // pause: resume all, then pause what must wait.
+    if (list->cnt > 0) {
+      rd_kafka_resume_partitions(rk.get(), list);
+    }
     for (const auto& tp : tps) {
       if (parts.at(tp)->eos != PartitionState::Eos::live) {
         set_paused(tp, true);  // the sink could not claim it yet
@@ -536,6 +543,11 @@ void Consumer::Impl::halt(PartitionState& st, std::int64_t offset, const std::st
 void Consumer::Impl::on_message_error(const rd_kafka_message_t* m) {
   const std::string topic = m->rkt != nullptr ? rd_kafka_topic_name(m->rkt) : "";
   switch (m->err) {
+    case RD_KAFKA_RESP_ERR__FATAL:
+      // Delivered as a consumer error, not through the error callback:
+      // the handle is unusable (e.g. a static member fenced), stop.
+      on_error(m->err, rd_kafka_message_errstr(m));
+      return;
     case RD_KAFKA_RESP_ERR__PARTITION_EOF:
       spdlog::debug("kc: end of {}[{}] at offset {}", topic, m->partition, m->offset);
       return;

@@ -236,7 +236,7 @@ void Consumer::Impl::eos_rewind_all() {
 std::int64_t Consumer::Impl::group_position(const TopicPartition& tp) {
   detail::PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), to_int(tp.partition));
-  if (const auto err = rd_kafka_committed(rk.get(), list.get(), 10000); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+  if (const auto err = rd_kafka_committed(rk.get(), list.get(), 5000); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     throw Error(errc::kafka, std::string("reading the committed offset failed: ") + rd_kafka_err2str(err), false, true);
   }
   const auto& el = list->elems[0];

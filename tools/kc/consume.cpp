@@ -1,6 +1,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -442,6 +443,20 @@ int run_consume(const ConsumeOptions& o) {
     char host[256] = {};
     gethostname(host, sizeof host - 1);
     oo.transactional_id = fmt::format("kc-{}-{}-{}", cfg.group, host, getpid());
+  }
+  {
+    // A transactional call blocks the poll thread; past the session timeout
+    // (a broker outage) the group's loss of this member would be served only
+    // after it, when the broker may already fence the stale static member
+    // (librdkafka treats that as fatal). Half the session at most: a commit
+    // that takes longer is given up (the producer is rebuilt and the
+    // partitions rewound).
+    std::int64_t session_ms = 45000;
+    if (const auto it = cfg.librdkafka.find("session.timeout.ms"); it != cfg.librdkafka.end()) {
+      // An invalid value is reported by the consumer's validation, naming the key.
+      std::from_chars(it->second.data(), it->second.data() + it->second.size(), session_ms);
+    }
+    oo.commit_timeout = std::chrono::milliseconds(std::min<std::int64_t>(30000, std::max<std::int64_t>(session_ms / 2, 1000)));
   }
   if (o.exactly_once && (async || workers)) {
     throw Error(errc::config_invalid_value,

@@ -3,6 +3,7 @@
 // with --exactly-once, through their transactions.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -18,6 +19,8 @@ struct OutputOptions {
   std::string bootstrap_servers;  ///< for kafka:TOPIC (the consumer's)
   std::string transactional_id;   ///< for kafka:TOPIC with --exactly-once
   std::string table = "kc_records";  ///< for sqlite: and postgres:
+  /// kafka:TOPIC with --exactly-once: bound on each transactional call.
+  std::chrono::milliseconds commit_timeout{30000};
 };
 
 struct Output {
