@@ -27,6 +27,12 @@ namespace kc {
 /// consumer rewinds and resume() reports the partition as not owned).
 /// Without a consumer (at-least-once use): begin(), insert(), commit({}) write
 /// rows only; insert() outside begin()/commit() writes its row at once.
+/// Locking: SQLite has one writer per file. Between begin() and commit(),
+/// insert() rows are buffered in memory and written at commit(), which alone
+/// holds the write lock (BEGIN IMMEDIATE ... COMMIT: milliseconds), so a
+/// consumer stalled mid-batch does not stop other writers of the file (the
+/// other members of its group, their claim() included). Only db() (and a
+/// buffer past 64 MiB) takes the lock earlier, until commit() or abort().
 /// Durability: WAL journal, synchronous=NORMAL: a commit survives the
 /// process being killed; an OS crash or power loss may lose the last
 /// commits, rows and offsets together.
@@ -37,8 +43,8 @@ namespace kc {
 class SqliteSink final : public TransactionalSink {
  public:
   struct Options {
-    std::string path;               ///< the database file (created if absent)
-    std::string group;              ///< the consumer group whose offsets it keeps
+    std::string path;                  ///< the database file (created if absent)
+    std::string group;                 ///< the consumer group whose offsets it keeps
     std::string table = "kc_records";  ///< for insert(); a plain SQL identifier
     int busy_timeout_ms = 10000;
   };
@@ -54,11 +60,13 @@ class SqliteSink final : public TransactionalSink {
   SqliteSink(const SqliteSink&) = delete;
   SqliteSink& operator=(const SqliteSink&) = delete;
 
-  /// Epoch + 1 for each partition, all in one transaction of its own; or,
-  /// when a transaction is open (a cooperative rebalance while other
-  /// partitions' records are in it), inside that one: then the claim holds
-  /// only if it commits, and after an abort resume() claims again. Every
-  /// position is owned; next: the stored offset, nullopt when none.
+  /// Epoch + 1 for each partition, all in one transaction of its own (also
+  /// between begin() and commit() while insert() rows are only buffered:
+  /// the claim then holds whatever becomes of them); or, when db() opened
+  /// the SQLite transaction, inside that one: then the claim holds only if
+  /// it commits, and after an abort resume() claims again. Every position is
+  /// owned; next: the stored offset, nullopt when none. errc::misuse during
+  /// a record.
   std::vector<SinkPosition> claim(std::span<const TopicPartition> tps) override;
   /// Reads each partition's offset and epoch without claiming: owned when
   /// the epoch is the one this sink's claim() got (a partition never
@@ -67,36 +75,51 @@ class SqliteSink final : public TransactionalSink {
   std::vector<SinkPosition> resume(std::span<const TopicPartition> tps) override;
   /// Forgets the partitions' epochs: commits for them are refused after.
   void release(std::span<const TopicPartition> tps) override;
-  /// BEGIN IMMEDIATE (takes the write lock: waits up to busy_timeout_ms,
-  /// then a retriable error). errc::misuse when a transaction is open.
+  /// Starts a transaction: from here insert() buffers its rows. No
+  /// database call (the write lock is taken at commit() or db()); does not
+  /// block. errc::misuse when a transaction is open.
   void begin() override;
   /// record_end(false) undoes what the handler wrote for this record, the
-  /// other records of the transaction stay: insert() rows by rowid (no cost
-  /// while records succeed; an existing table WITHOUT ROWID or with
-  /// triggers gets a savepoint instead), writes through db() by a savepoint
-  /// taken at the record's first db() call. A record that wrote nothing
-  /// costs nothing.
+  /// other records of the transaction stay: its buffered insert() rows are
+  /// dropped (no cost), writes through db() (and rows written since) by a
+  /// savepoint taken at the record's first db() call. A record not ended
+  /// before commit() is kept.
   void record_begin() override;
   void record_end(bool keep) override;
-  /// Stores each offset with this sink's epoch for its partition, then
-  /// COMMIT. A partition claimed by another consumer since (or never claimed
-  /// here): rollback, errc::io "... fenced: TOPIC[P] ...", not retriable.
-  /// Busy or locked: rollback, retriable. Empty `offsets`: rows only.
-  /// `group` is not used (the offsets live in the database). errc::misuse
-  /// without begin().
+  /// BEGIN IMMEDIATE (unless db() began it; waits up to busy_timeout_ms
+  /// for the write lock), the buffered rows, each offset with this sink's
+  /// epoch for its partition, then COMMIT. A partition claimed by another
+  /// consumer since (or never claimed here): rollback, errc::io "... fenced:
+  /// TOPIC[P] ...", not retriable. Busy or locked: rollback, retriable. A
+  /// row the table refuses (a constraint of a table of your own) fails here,
+  /// not in insert(). Either way nothing is written and the buffer is
+  /// dropped: the transaction is over. Empty `offsets`: rows only. `group`
+  /// is not used (the offsets live in the database). errc::misuse without
+  /// begin().
   void commit(std::span<const SinkOffset> offsets, const rd_kafka_consumer_group_metadata_s* group) override;
-  /// Rolls back the open transaction, if any. Never throws.
+  /// Drops the buffered rows and rolls back the SQLite transaction, if any.
+  /// Never throws.
   void abort() noexcept override;
 
-  /// Appends one row to the table, in the open transaction (outside one: at
-  /// once, in its own). key and value NULL when nullopt; timestamp_ms as
-  /// given. The views are bound without a copy, for the call only. Throws
-  /// kc::Error(errc::io).
+  /// Appends one row to the table. Between begin() and commit(): copies it
+  /// into the transaction's buffer (no database call, unless the buffer
+  /// passes 64 MiB: then the SQLite transaction starts and the buffer is
+  /// written, as at db()); outside: writes it at once, in a transaction of
+  /// its own. key and value NULL when nullopt; timestamp_ms as given. The
+  /// views are read during the call only. Throws kc::Error(errc::io) when a
+  /// write fails (busy: retriable); the transaction is then rolled back, and
+  /// only abort() (or a failing commit()) ends it.
   void insert(const RecordRow& row);
   /// The connection, for a handler's own statements inside the open
   /// transaction. Call it in each record before writing: during a record it
-  /// takes the savepoint that record_end(false) rolls back to (so it may
-  /// throw kc::Error(errc::io)). Owned by the sink; valid while it lives.
+  /// takes the savepoint that record_end(false) rolls back to. Between
+  /// begin() and commit(), the first call starts the SQLite transaction
+  /// (BEGIN IMMEDIATE: waits up to busy_timeout_ms) and every call writes
+  /// the rows insert() buffered so far, so the handler's statements see
+  /// them: from the first call the write lock is held until commit() or
+  /// abort(), and other writers of the file wait meanwhile. Throws
+  /// kc::Error(errc::io) (busy: retriable; the transaction is then rolled
+  /// back, as for insert()). Owned by the sink; valid while it lives.
   sqlite3* db();
 
  private:

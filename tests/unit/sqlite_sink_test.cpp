@@ -357,12 +357,13 @@ TEST_F(SqliteSinkTest, BusyDatabaseGivesARetriableError) {
   SqliteSink sink(options());  // busy_timeout_ms = 50
   Reader blocker(path_);
   ASSERT_EQ(blocker.exec("BEGIN IMMEDIATE"), SQLITE_OK);
-  for (const char* what : {"begin", "claim"}) {
+  for (const char* what : {"claim", "db"}) {
     try {
-      if (std::string(what) == "begin") {
-        sink.begin();
-      } else {
+      if (std::string(what) == "claim") {
         sink.claim(one(tp_));
+      } else {
+        sink.begin();
+        sink.db();  // takes the write lock
       }
       ADD_FAILURE() << what << " succeeded on a locked database";
     } catch (const kc::Error& e) {
@@ -371,6 +372,8 @@ TEST_F(SqliteSinkTest, BusyDatabaseGivesARetriableError) {
       EXPECT_NE(std::string(e.what()).find(path_), std::string::npos) << e.what();
     }
   }
+  EXPECT_THROW(sink.commit({}, nullptr), kc::Error) << "the failed db() rolled the transaction back";
+  sink.abort();
   ASSERT_EQ(blocker.exec("ROLLBACK"), SQLITE_OK);
   sink.claim(one(tp_));  // the same calls succeed once the lock is gone
   sink.begin();
@@ -379,10 +382,69 @@ TEST_F(SqliteSinkTest, BusyDatabaseGivesARetriableError) {
   EXPECT_EQ(rows(), 1);
 }
 
-// claim() during a cooperative rebalance, while other partitions' records
-// are in the open transaction: the claim joins it. Committed, it holds;
-// aborted, it never happened, and resume() claims the partition again.
-TEST_F(SqliteSinkTest, ClaimDuringAnOpenTransactionJoinsIt) {
+// The point of buffering: between begin() and commit() this sink holds no
+// lock, so a stalled consumer (a zombie mid-batch) does not stop another
+// connection's writes or claims; its rows appear only at commit().
+TEST_F(SqliteSinkTest, BufferingTransactionHoldsNoLock) {
+  SqliteSink sink(options());
+  sink.claim(one(tp_));
+  sink.begin();
+  sink.record_begin();
+  insert(sink, tp_, 0);
+  sink.record_end(true);
+  insert(sink, tp_, 1);
+
+  Reader other(path_);
+  ASSERT_EQ(other.exec("PRAGMA busy_timeout = 50"), SQLITE_OK);
+  EXPECT_EQ(other.exec("BEGIN IMMEDIATE"), SQLITE_OK) << "the buffering sink holds no write lock";
+  EXPECT_EQ(other.exec("CREATE TABLE IF NOT EXISTS other_rows (v INTEGER)"), SQLITE_OK);
+  EXPECT_EQ(other.exec("INSERT INTO other_rows VALUES (1)"), SQLITE_OK);
+  EXPECT_EQ(other.exec("COMMIT"), SQLITE_OK);
+  SqliteSink member(options());  // another member claims a partition of its own, at once
+  EXPECT_TRUE(member.claim(one(other_)).at(0).owned);
+  EXPECT_EQ(rows(), 0) << "nothing written before commit";
+
+  commit(sink, tp_, 2);
+  EXPECT_EQ(rows(), 2);
+  EXPECT_EQ(stored("g", tp_), "2");
+}
+
+// Busy at commit (another connection holds the write lock past the busy
+// timeout): retriable, nothing written, the buffer dropped; the sink goes on.
+TEST_F(SqliteSinkTest, BusyCommitIsRetriableAndWritesNothing) {
+  SqliteSink sink(options());  // busy_timeout_ms = 50
+  sink.claim(one(tp_));
+  Reader blocker(path_);
+  sink.begin();  // no lock taken: begin() and insert() succeed on a locked file
+  ASSERT_EQ(blocker.exec("BEGIN IMMEDIATE"), SQLITE_OK);
+  insert(sink, tp_, 0);
+  insert(sink, tp_, 1);
+  try {
+    commit(sink, tp_, 2);
+    FAIL() << "commit succeeded on a locked database";
+  } catch (const kc::Error& e) {
+    EXPECT_TRUE(e.retriable()) << e.what();
+    EXPECT_FALSE(e.fatal());
+    EXPECT_EQ(e.code(), kc::make_error_code(kc::errc::io));
+    EXPECT_NE(std::string(e.what()).find(path_), std::string::npos) << e.what();
+  }
+  sink.abort();  // what the consumer does next: harmless
+  ASSERT_EQ(blocker.exec("ROLLBACK"), SQLITE_OK);
+  EXPECT_EQ(rows(), 0);
+  EXPECT_EQ(stored("g", tp_), std::nullopt);
+
+  EXPECT_TRUE(sink.resume(one(tp_)).at(0).owned);
+  sink.begin();
+  insert(sink, tp_, 0);
+  commit(sink, tp_, 1);
+  EXPECT_EQ(rows(), 1) << "the failed transaction's rows were dropped, not carried over";
+  EXPECT_EQ(stored("g", tp_), "1");
+}
+
+// claim() while a transaction only buffers: no SQLite transaction is open,
+// so the claim runs (and commits) in one of its own; an abort of the batch
+// does not undo it.
+TEST_F(SqliteSinkTest, ClaimWhileBufferingCommitsOnItsOwn) {
   SqliteSink sink(options());
   SqliteSink earlier(options());
   earlier.claim(one(other_));
@@ -390,19 +452,92 @@ TEST_F(SqliteSinkTest, ClaimDuringAnOpenTransactionJoinsIt) {
   sink.begin();
   insert(sink, tp_, 0);
   EXPECT_TRUE(sink.claim(one(other_)).at(0).owned);
+  EXPECT_FALSE(earlier.resume(one(other_)).at(0).owned) << "the claim is committed at once";
+  sink.abort();
+  EXPECT_TRUE(sink.resume(one(other_)).at(0).owned) << "the abort does not undo it";
+  EXPECT_EQ(rows(), 0);
+}
+
+// claim() after db() opened the SQLite transaction (a cooperative rebalance
+// while other partitions' records are in it): the claim joins it.
+// Committed, it holds; aborted, it never happened, and resume() claims the
+// partition again.
+TEST_F(SqliteSinkTest, ClaimDuringAnOpenTransactionJoinsIt) {
+  SqliteSink sink(options());
+  SqliteSink earlier(options());
+  earlier.claim(one(other_));
+  sink.claim(one(tp_));
+  sink.begin();
+  insert(sink, tp_, 0);
+  sink.db();  // starts the SQLite transaction
+  EXPECT_TRUE(sink.claim(one(other_)).at(0).owned);
   sink.abort();
   EXPECT_TRUE(earlier.resume(one(other_)).at(0).owned) << "the aborted claim did not fence the earlier owner";
   const auto again = sink.resume(one(other_));
   EXPECT_TRUE(again.at(0).owned) << "resume() redoes the claim the abort undid";
   EXPECT_FALSE(earlier.resume(one(other_)).at(0).owned);
+  EXPECT_EQ(rows(), 0);
 
   sink.begin();
+  sink.db();
   sink.claim(one(other_));
   insert(sink, other_, 0);
   const std::vector<SinkOffset> offsets{{tp_, Offset{1}}, {other_, Offset{1}}};
   sink.commit(offsets, nullptr);
   EXPECT_EQ(stored("g", other_), "1");
   EXPECT_TRUE(sink.resume(one(other_)).at(0).owned);
+  EXPECT_EQ(rows(), 1);
+}
+
+// db() makes the rows buffered so far visible to the handler's own
+// statements, and holds the write lock from then until commit().
+TEST_F(SqliteSinkTest, DbWritesTheBufferAndHoldsTheLockUntilCommit) {
+  SqliteSink sink(options());
+  sink.claim(one(tp_));
+  sink.begin();
+  insert(sink, tp_, 0);
+  insert(sink, tp_, 1);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(sink.db(), "SELECT count(*) FROM kc_records", -1, &q, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(q, 0), 2);
+  sqlite3_finalize(q);
+  insert(sink, tp_, 2);
+
+  Reader other(path_);
+  ASSERT_EQ(other.exec("PRAGMA busy_timeout = 50"), SQLITE_OK);
+  EXPECT_EQ(other.exec("BEGIN IMMEDIATE") & 0xff, SQLITE_BUSY) << "db() took the write lock";
+  EXPECT_EQ(rows(), 0);
+  commit(sink, tp_, 3);
+  EXPECT_EQ(rows(), 3);
+  EXPECT_EQ(other.exec("BEGIN IMMEDIATE"), SQLITE_OK) << "commit() let it go";
+  EXPECT_EQ(other.exec("ROLLBACK"), SQLITE_OK);
+}
+
+// Past 64 MiB of buffered text, insert() starts the SQLite transaction and
+// writes the buffer; a record failing across that point is still undone alone.
+TEST_F(SqliteSinkTest, LargeBufferIsWrittenEarlyAndAFailedRecordStillUndone) {
+  SqliteSink sink(options());
+  sink.claim(one(tp_));
+  const std::string big = "\"" + std::string(std::size_t{1} << 20, 'x') + "\"";
+  sink.begin();
+  sink.record_begin();
+  insert(sink, tp_, 0);
+  sink.record_end(true);
+  sink.record_begin();  // 70 MiB, then fails
+  for (int i = 0; i < 70; ++i) {
+    insert(sink, tp_, 1, big.c_str());
+  }
+  sink.record_end(false);
+  sink.record_begin();
+  insert(sink, tp_, 2, big.c_str());
+  sink.record_end(true);
+  Reader other(path_);
+  ASSERT_EQ(other.exec("PRAGMA busy_timeout = 50"), SQLITE_OK);
+  EXPECT_EQ(other.exec("BEGIN IMMEDIATE") & 0xff, SQLITE_BUSY) << "the early write took the lock";
+  commit(sink, tp_, 3);
+  EXPECT_EQ(Reader(path_).text("SELECT group_concat(\"offset\") FROM kc_records"), "0,2");
+  EXPECT_EQ(rows("length(value) > 1000000"), 1);
 }
 
 TEST_F(SqliteSinkTest, WithoutAConsumerRowsAreWrittenWithoutOffsets) {

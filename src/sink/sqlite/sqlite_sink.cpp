@@ -1,15 +1,18 @@
 // kc::SqliteSink: the handler's rows and the partitions' next offsets in one
 // SQLite transaction. The offsets table and its fence are
-// detail::SqliteOffsetStore's; this file adds the records table, per-record
-// undo (savepoints) and the TransactionalSink protocol.
+// detail::SqliteOffsetStore's; this file adds the records table, the
+// insert() buffer that keeps the write lock to commit() alone, per-record
+// undo and the TransactionalSink protocol.
 #include "kc/sqlite_sink.hpp"
 
 #include <cctype>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include "kc/error.hpp"
 #include "sink/sqlite/offset_store.hpp"
@@ -38,6 +41,11 @@ bool plain_identifier(std::string_view s) {
   }
   return !first;
 }
+
+// Past this much buffered text, insert() starts the SQLite transaction and
+// writes the buffer early, as db() does: memory stays bounded, at the price
+// of holding the write lock for the rest of that (large) transaction.
+constexpr std::size_t kFlushBytes = std::size_t{64} << 20;
 
 bool iequals_prefix(std::string_view s, std::string_view prefix) {
   if (s.size() < prefix.size()) {
@@ -92,10 +100,6 @@ struct SqliteSink::Impl {
     savepoint = sqlite::prepare(db, options.path, "SAVEPOINT kc_record");
     release_savepoint = sqlite::prepare(db, options.path, "RELEASE kc_record");
     rollback_to_savepoint = sqlite::prepare(db, options.path, "ROLLBACK TO kc_record");
-    rowid_undo = rowid_undo_is_exact();
-    if (rowid_undo) {
-      delete_from = sqlite::prepare(db, options.path, "DELETE FROM \"" + options.table + "\" WHERE rowid >= ?1");
-    }
   }
 
   ~Impl() { rollback(); }
@@ -104,28 +108,133 @@ struct SqliteSink::Impl {
 
   sqlite3* db() const noexcept { return store.handle(); }
 
-  // Undoing a failed record's insert() rows by rowid (they are the table's
-  // newest: SQLite gives a new row max(rowid) + 1) instead of a savepoint per
-  // record: a savepoint costs two statements and a copy of each page the
-  // record touches, about three times the insert itself. Exact only for a
-  // rowid table without triggers (nothing else written) and without a column
-  // that hides the rowid; any other table gets savepoints. A query that does
-  // not prepare (SQLite older than 3.37) means savepoints too.
-  bool rowid_undo_is_exact() {
-    sqlite3_stmt* raw = nullptr;
-    if (sqlite3_prepare_v2(
-            db(),
-            "SELECT (SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1 COLLATE NOCASE) "
-            "= 0 AND NOT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ?1 "
-            "COLLATE NOCASE) AND NOT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE lower(name) IN "
-            "('rowid', '_rowid_', 'oid'))",
-            -1, &raw, nullptr) != SQLITE_OK) {
-      sqlite3_finalize(raw);
-      return false;
+  // A buffered insert() row: its text lives in `arena` from `at` on, topic
+  // then key then value (the topic is shared with the row before when equal).
+  struct Row {
+    std::size_t topic_at = 0;
+    std::size_t at = 0;  // key, then value
+    std::uint32_t topic_size = 0;
+    std::int32_t partition = 0;
+    std::int64_t offset = 0;
+    std::int64_t timestamp_ms = 0;
+    std::int64_t key_size = -1;  // -1: NULL
+    std::int64_t value_size = -1;
+  };
+
+  void buffer(const RecordRow& r) {
+    Row row;
+    row.partition = r.partition;
+    row.offset = r.offset;
+    row.timestamp_ms = r.timestamp_ms;
+    const Row* last = rows.empty() ? nullptr : &rows.back();
+    if (last != nullptr && std::string_view(arena).substr(last->topic_at, last->topic_size) == r.topic) {
+      row.topic_at = last->topic_at;
+    } else {
+      row.topic_at = arena.size();
+      arena.append(r.topic);
     }
-    const sqlite::Statement q(raw);
-    sqlite::bind_view(raw, 1, options.table);
-    return sqlite3_step(raw) == SQLITE_ROW && sqlite3_column_int(raw, 0) == 1;
+    row.topic_size = static_cast<std::uint32_t>(r.topic.size());
+    row.at = arena.size();
+    if (r.key) {
+      row.key_size = static_cast<std::int64_t>(r.key->size());
+      arena.append(*r.key);
+    }
+    if (r.value) {
+      row.value_size = static_cast<std::int64_t>(r.value->size());
+      arena.append(*r.value);
+    }
+    rows.push_back(row);
+  }
+
+  // Runs the prepared insert for one row; the views are read during the step only.
+  void write(const RecordRow& row) {
+    sqlite3_stmt* s = insert.get();
+    // Every parameter is bound on each call (NULL included), so no binding of
+    // an earlier row (whose views are gone) is ever read: no clear_bindings.
+    sqlite::bind_view(s, 1, row.topic);
+    sqlite3_bind_int(s, 2, row.partition);
+    sqlite3_bind_int64(s, 3, row.offset);
+    sqlite3_bind_int64(s, 4, row.timestamp_ms);
+    if (row.key) {
+      sqlite::bind_view(s, 5, *row.key);
+    } else {
+      sqlite3_bind_null(s, 5);
+    }
+    if (row.value) {
+      sqlite::bind_view(s, 6, *row.value);
+    } else {
+      sqlite3_bind_null(s, 6);
+    }
+    sqlite::run(db(), s, options.path, insert_what);
+  }
+
+  void write_buffered(std::size_t from, std::size_t to) {
+    const std::string_view text(arena);
+    for (std::size_t i = from; i < to; ++i) {
+      const Row& b = rows[i];
+      RecordRow r;
+      r.topic = text.substr(b.topic_at, b.topic_size);
+      r.partition = b.partition;
+      r.offset = b.offset;
+      r.timestamp_ms = b.timestamp_ms;
+      auto at = b.at;
+      if (b.key_size >= 0) {
+        r.key = text.substr(at, static_cast<std::size_t>(b.key_size));
+        at += static_cast<std::size_t>(b.key_size);
+      }
+      if (b.value_size >= 0) {
+        r.value = text.substr(at, static_cast<std::size_t>(b.value_size));
+      }
+      write(r);
+    }
+  }
+
+  void drop_buffer() noexcept {
+    rows.clear();  // both keep their capacity for the next transaction
+    arena.clear();
+    record_rows_from = 0;
+    record_arena_from = 0;
+  }
+
+  // The real SQLite transaction (BEGIN IMMEDIATE: the write lock), started
+  // late: at commit(), at the first db() call, or when the buffer is full.
+  void go_live() {
+    if (!live) {
+      store.begin();
+      live = true;
+    }
+    check_open("write");
+  }
+
+  // Writes every buffered row into the live transaction: the ended records'
+  // rows first, then (after this record's savepoint, so that record_end(false)
+  // still undoes them) the current record's. `savepoint_wanted`: take the
+  // savepoint even when the record has no rows yet (db() is about to write).
+  // A failure part way (busy, a row the table refuses) rolls the whole
+  // transaction back: the buffer and the database no longer agree on what is
+  // written, so only abort() and a new begin() go on from there.
+  void flush(bool savepoint_wanted) {
+    if (failed) {
+      throw Error(errc::io, "sqlite " + options.path +
+                                ": a write of this transaction failed and it was rolled back; abort and start again");
+    }
+    try {
+      go_live();
+      const std::size_t ended = in_record ? record_rows_from : rows.size();
+      write_buffered(0, ended);
+      if (in_record && (savepoint_wanted || ended < rows.size())) {
+        take_savepoint();
+      }
+      write_buffered(ended, rows.size());
+    } catch (...) {
+      const bool was_in_record = in_record;
+      rollback();
+      txn = true;
+      in_record = was_in_record;
+      failed = true;
+      throw;
+    }
+    drop_buffer();
   }
 
   // Before a write of the handler's own (db()) in a record: a savepoint, so
@@ -138,18 +247,21 @@ struct SqliteSink::Impl {
     }
   }
 
+  void record_begin() {
+    in_record = true;
+    record_rows_from = rows.size();
+    record_arena_from = arena.size();
+  }
+
   void record_end(bool keep) {
-    const bool rows = record_rows;
     in_record = false;
-    record_rows = false;
-    if (savepoint_open) {
-      // Also undoes the insert() rows after the savepoint; those before it
-      // are the ones from first_rowid on that remain.
-      end_savepoint(keep);
+    if (!keep) {
+      // Rows flushed in this record are after its savepoint; the rest are here.
+      rows.resize(record_rows_from);
+      arena.resize(record_arena_from);
     }
-    if (!keep && rows) {
-      sqlite3_bind_int64(delete_from.get(), 1, first_rowid);
-      sqlite::run(db(), delete_from.get(), options.path, "undo a failed record's rows");
+    if (savepoint_open) {
+      end_savepoint(keep);
     }
   }
 
@@ -157,22 +269,22 @@ struct SqliteSink::Impl {
   // after some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM). Writing on
   // would autocommit each statement, outside the offsets' transaction.
   void check_open(const char* during) const {
-    if (txn && !store.in_transaction()) {
+    if (live && !store.in_transaction()) {
       throw Error(errc::io,
                   "sqlite " + options.path + ": " + during +
                       ": the transaction is gone (SQLite rolled it back after an error); abort and start again");
     }
   }
 
-  // Claims `tps` (epoch + 1 each), in the open transaction if there is one
-  // (claim() during a cooperative rebalance, while other partitions' records
-  // are in it), else in one transaction of its own.
+  // Claims `tps` (epoch + 1 each): inside the live transaction if db() opened
+  // one (then the claim holds only if it commits), else in one transaction of
+  // its own, also while a consumer transaction is only buffering.
   std::vector<detail::SqliteOffsetStore::Claim> claim(std::span<const TopicPartition> tps) {
     if (in_record) {
       throw Error(errc::misuse, "sqlite " + options.path + ": claim() during a record");
     }
     std::vector<detail::SqliteOffsetStore::Claim> claims;
-    if (txn) {
+    if (live) {
       check_open("claim");
       claims.reserve(tps.size());
       for (const auto& tp : tps) {
@@ -200,12 +312,19 @@ struct SqliteSink::Impl {
     sqlite::run(db(), release_savepoint.get(), options.path, "RELEASE kc_record");
   }
 
+  // Forgets the consumer transaction (after COMMIT or ROLLBACK).
+  void finish() noexcept {
+    drop_buffer();
+    txn = false;
+    live = false;
+    failed = false;
+    in_record = false;
+    savepoint_open = false;
+  }
+
   void rollback() noexcept {
     store.rollback();
-    txn = false;
-    in_record = false;
-    record_rows = false;
-    savepoint_open = false;
+    finish();
     // Claims made in the rolled-back transaction never happened: this sink
     // no longer knows an epoch for them, and resume() claims them again.
     for (const auto& tp : claimed_in_txn) {
@@ -225,21 +344,29 @@ struct SqliteSink::Impl {
   // finalized before the connection closes.
   detail::SqliteOffsetStore store;
   sqlite::Statement insert;
-  std::string insert_what;  // for its errors, built once (insert() allocates nothing)
+  std::string insert_what;  // for its errors, built once
   sqlite::Statement savepoint;
   sqlite::Statement release_savepoint;
   sqlite::Statement rollback_to_savepoint;
-  bool rowid_undo = false;        // see rowid_undo_is_exact()
-  sqlite::Statement delete_from;  // with rowid_undo: a failed record's rows
+
+  // insert() rows of the consumer transaction, written at commit() (or at the
+  // first db(), or past kFlushBytes) so that the write lock is held only
+  // then. One arena for all their text and one vector of fixed-size rows:
+  // two allocations that grow to the batch's size once and are reused.
+  std::string arena;
+  std::vector<Row> rows;
+  std::size_t record_rows_from = 0;   // the current record's rows start here
+  std::size_t record_arena_from = 0;  // and their text here
 
   std::unordered_map<TopicPartition, std::int64_t> epochs;  // this sink's epoch per claimed partition
-  std::unordered_set<TopicPartition> claimed_in_txn;        // claimed inside the open transaction
+  std::unordered_set<TopicPartition> claimed_in_txn;        // claimed inside the live transaction
   std::unordered_set<TopicPartition> reclaim;               // claims undone by a rollback
-  bool txn = false;                                         // between begin() and commit()/abort()
-  bool in_record = false;                                   // between record_begin() and record_end()
-  bool savepoint_open = false;                              // this record wrote through db(): kc_record is open
-  bool record_rows = false;  // this record insert()ed rows from first_rowid on (rowid_undo)
-  std::int64_t first_rowid = 0;
+
+  bool txn = false;             // between begin() and commit()/abort()
+  bool live = false;            // the SQLite transaction of txn is open (BEGIN IMMEDIATE done)
+  bool failed = false;          // a flush failed: txn was rolled back, commit() refuses
+  bool in_record = false;       // between record_begin() and record_end()
+  bool savepoint_open = false;  // this record wrote through db() (or was flushed): kc_record is open
 };
 
 SqliteSink::SqliteSink(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -300,11 +427,12 @@ void SqliteSink::begin() {
   if (m.txn || m.store.in_transaction()) {
     throw Error(errc::misuse, "sqlite " + m.options.path + ": begin() while a transaction is open");
   }
-  m.store.begin();
+  // No SQLite transaction yet: insert() buffers, and the write lock is taken
+  // at commit(). Held from here, a consumer stalled mid-batch (stopped, or a
+  // long pause) would freeze every other writer of the file, another group
+  // member's claim() included.
+  m.finish();
   m.txn = true;
-  m.in_record = false;
-  m.record_rows = false;
-  m.savepoint_open = false;
 }
 
 void SqliteSink::record_begin() {
@@ -312,7 +440,7 @@ void SqliteSink::record_begin() {
   if (m.in_record) {
     m.record_end(true);  // the previous record was not ended: keep it
   }
-  m.in_record = true;
+  m.record_begin();
 }
 
 void SqliteSink::record_end(bool keep) {
@@ -328,7 +456,10 @@ void SqliteSink::commit(std::span<const SinkOffset> offsets, const rd_kafka_cons
     throw Error(errc::misuse, "sqlite " + m.options.path + ": commit() without begin()");
   }
   try {
-    m.check_open("commit");
+    // A record not ended is kept: its rows are written, and COMMIT releases
+    // a savepoint left open.
+    m.in_record = false;
+    m.flush(false);
     for (const auto& o : offsets) {
       const auto it = m.epochs.find(o.tp);
       if (it == m.epochs.end()) {
@@ -341,16 +472,12 @@ void SqliteSink::commit(std::span<const SinkOffset> offsets, const rd_kafka_cons
                                   "was rolled back");
       }
     }
-    // COMMIT also releases a savepoint left open by a record not ended.
     m.store.commit();
   } catch (...) {
     m.rollback();
     throw;
   }
-  m.txn = false;
-  m.in_record = false;
-  m.record_rows = false;
-  m.savepoint_open = false;
+  m.finish();
   m.claimed_in_txn.clear();
 }
 
@@ -360,40 +487,28 @@ void SqliteSink::abort() noexcept {
 
 void SqliteSink::insert(const RecordRow& row) {
   auto& m = *impl_;
-  m.check_open("insert");
-  // By rowid only inside begin()/commit(): outside, another connection's
-  // rows could come between this record's.
-  const bool by_rowid = m.rowid_undo && m.txn;
-  if (!by_rowid) {
-    m.take_savepoint();
+  if (m.txn) {
+    if (m.failed) {
+      m.flush(false);  // throws: the transaction is gone
+    }
+    m.buffer(row);
+    if (m.arena.size() > kFlushBytes) {
+      m.flush(false);  // bounded memory: from here the write lock is held until commit()
+    }
+    return;
   }
-  sqlite3_stmt* s = m.insert.get();
-  // Every parameter is bound on each call (NULL included), so no binding of
-  // an earlier row (whose views are gone) is ever read: no clear_bindings.
-  sqlite::bind_view(s, 1, row.topic);
-  sqlite3_bind_int(s, 2, row.partition);
-  sqlite3_bind_int64(s, 3, row.offset);
-  sqlite3_bind_int64(s, 4, row.timestamp_ms);
-  if (row.key) {
-    sqlite::bind_view(s, 5, *row.key);
-  } else {
-    sqlite3_bind_null(s, 5);
-  }
-  if (row.value) {
-    sqlite::bind_view(s, 6, *row.value);
-  } else {
-    sqlite3_bind_null(s, 6);
-  }
-  sqlite::run(m.db(), s, m.options.path, m.insert_what);
-  if (by_rowid && m.in_record && !m.record_rows && !m.savepoint_open) {
-    m.record_rows = true;
-    m.first_rowid = sqlite3_last_insert_rowid(m.db());
-  }
+  m.take_savepoint();
+  m.write(row);
 }
 
 sqlite3* SqliteSink::db() {
-  impl_->take_savepoint();
-  return impl_->db();
+  auto& m = *impl_;
+  if (m.txn) {
+    m.flush(true);  // the handler's statements see the rows before them
+  } else {
+    m.take_savepoint();
+  }
+  return m.db();
 }
 
 }  // namespace kc
