@@ -112,10 +112,9 @@ void Consumer::Impl::build() {
   // A partition resumed after a retry joins the next fetch request; with the
   // default 500 ms long poll, a quiet topic delays every retry by up to that.
   detail::conf_set(conf.get(), "fetch.wait.max.ms", "100");
-  if (eos) {
-    // Input written by transactions counts only once committed.
-    detail::conf_set(conf.get(), "isolation.level", "read_committed");
-  }
+  // Records of transactions count only once committed (librdkafka's
+  // default too; explicit because exactly-once depends on it).
+  detail::conf_set(conf.get(), "isolation.level", "read_committed");
   for (const auto& [k, v] : config.librdkafka) {
     detail::conf_set(conf.get(), k, v);
   }

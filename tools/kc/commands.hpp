@@ -23,6 +23,7 @@ struct ConsumeOptions {
   bool exactly_once = false;                    // --exactly-once
   std::optional<std::string> transactional_id;  // kafka:TOPIC with --exactly-once
   std::string sink_table = "kc_records";        // sqlite:/postgres: table
+  bool stop_on_producer_fatal = false;          // kafka:TOPIC with --exactly-once
   std::optional<std::uint64_t> max_messages;
   std::optional<std::uint64_t> idle_exit_ms;
   std::optional<std::uint64_t> commit_every;

@@ -64,6 +64,9 @@ void add_consume_command(CLI::App& app, ConsumeOptions& o) {
   c->add_option("--transactional-id", o.transactional_id,
                 "kafka sink with --exactly-once: the producer's transactional.id, stable per instance (default: "
                 "kc-<group>-<group.instance.id>, or kc-<group>-<host>-<pid> without static membership)");
+  c->add_flag("--stop-on-producer-fatal", o.stop_on_producer_fatal,
+              "kafka sink with --exactly-once: stop (exit 1) when the transactional producer is fenced or fails "
+              "fatally, instead of recreating it");
   c->add_option("--sink-table", o.sink_table, "sqlite:/postgres: sinks: the table of rows (default kc_records)");
   c->add_option("--max-messages", o.max_messages, "exit cleanly (final commit) after N records");
   c->add_option("--idle-exit-ms", o.idle_exit_ms, "exit cleanly after N ms without a record, counted from assignment");
@@ -435,6 +438,7 @@ int run_consume(const ConsumeOptions& o) {
   oo.group = cfg.group;
   oo.bootstrap_servers = cfg.bootstrap_servers;
   oo.table = o.sink_table;
+  oo.rebuild_on_fatal = !o.stop_on_producer_fatal;
   if (o.transactional_id) {
     oo.transactional_id = *o.transactional_id;
   } else if (const auto it = cfg.librdkafka.find("group.instance.id"); it != cfg.librdkafka.end()) {

@@ -204,6 +204,7 @@ Output make_output(const OutputOptions& o, KeyFormat key, ValueFormat value) {
       ko.bootstrap_servers = o.bootstrap_servers;
       ko.transactional_id = o.transactional_id;
       ko.commit_timeout = o.commit_timeout;
+      ko.rebuild_on_fatal = o.rebuild_on_fatal;
       auto txn = std::make_shared<KafkaTransactionalSink>(std::move(ko));
       out.sink = std::make_unique<KafkaCopySink>(topic, nullptr, txn);
       out.transactional = txn;

@@ -21,6 +21,9 @@ struct OutputOptions {
   std::string table = "kc_records";  ///< for sqlite: and postgres:
   /// kafka:TOPIC with --exactly-once: bound on each transactional call.
   std::chrono::milliseconds commit_timeout{30000};
+  /// kafka:TOPIC with --exactly-once: recreate a fenced or failed producer
+  /// (true) or stop.
+  bool rebuild_on_fatal = true;
 };
 
 struct Output {
