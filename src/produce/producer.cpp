@@ -5,6 +5,7 @@
 
 #include "kc/embedded.hpp"
 #include "kc/error.hpp"
+#include "produce/producev.hpp"
 #include "rdkafka/handles.hpp"
 #include "rdkafka/log.hpp"
 
@@ -68,30 +69,10 @@ void Producer::produce(std::string_view topic, std::optional<Bytes> key, std::op
                        std::int32_t partition,
                        const std::vector<std::pair<std::string, std::optional<std::string>>>& headers) {
   const std::string t(topic);
-  // Locals, not expressions: the RD_KAFKA_V_* macros cast their arguments.
-  void* key_ptr = key ? const_cast<std::byte*>(key->data()) : nullptr;
-  const std::size_t key_len = key ? key->size() : 0;
-  void* value_ptr = value ? const_cast<std::byte*>(value->data()) : nullptr;
-  const std::size_t value_len = value ? value->size() : 0;
   for (;;) {
-    rd_kafka_headers_t* hdrs = nullptr;
-    if (!headers.empty()) {
-      hdrs = rd_kafka_headers_new(headers.size());
-      for (const auto& [n, v] : headers) {
-        rd_kafka_header_add(hdrs, n.data(), static_cast<ssize_t>(n.size()), v ? v->data() : nullptr,
-                            v ? static_cast<ssize_t>(v->size()) : 0);
-      }
-    }
-    const auto err = rd_kafka_producev(
-        impl_->rk.get(), RD_KAFKA_V_TOPIC(t.c_str()), RD_KAFKA_V_PARTITION(partition),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(key_ptr, key_len), RD_KAFKA_V_VALUE(value_ptr, value_len),
-        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+    const auto err = detail::produce_copy(impl_->rk.get(), t, key, value, partition, headers);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       return;
-    }
-    if (hdrs != nullptr) {
-      rd_kafka_headers_destroy(hdrs);  // not taken over on failure
     }
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       rd_kafka_poll(impl_->rk.get(), 100);

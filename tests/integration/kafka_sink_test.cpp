@@ -377,33 +377,26 @@ TEST(KafkaTransactionalSink, FencedProducerWithoutRebuildFailsFatally) {
   EXPECT_EQ(read_committed(out, 1), std::vector<std::string>{});
 }
 
-TEST(KafkaTransactionalSink, ConstructorNamesWhatIsWrongInTheOptions) {
-  auto no_id = sink_options("");
+// Constructing with `options` fails with `code`, and the message names `name`.
+void expect_refused(const KafkaTransactionalSink::Options& options, kc::errc code, const std::string& name,
+                    const char* what) {
   try {
-    KafkaTransactionalSink s(no_id);
-    FAIL() << "constructed without a transactional_id";
+    KafkaTransactionalSink s(options);
+    ADD_FAILURE() << "constructed with " << what;
   } catch (const kc::Error& e) {
-    EXPECT_EQ(e.code(), kc::errc::config_missing);
-    EXPECT_NE(std::string(e.what()).find("transactional_id"), std::string::npos) << e.what();
+    EXPECT_EQ(e.code(), code) << what;
+    EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
   }
+}
+
+TEST(KafkaTransactionalSink, ConstructorNamesWhatIsWrongInTheOptions) {
+  expect_refused(sink_options(""), kc::errc::config_missing, "transactional_id", "no transactional_id");
   auto unknown = sink_options(unique_name("kc-ksink-txn"));
   unknown.librdkafka["no.such.property"] = "1";
-  try {
-    KafkaTransactionalSink s(unknown);
-    FAIL() << "constructed with an unknown property";
-  } catch (const kc::Error& e) {
-    EXPECT_EQ(e.code(), kc::errc::config_unknown_key);
-    EXPECT_NE(std::string(e.what()).find("no.such.property"), std::string::npos) << e.what();
-  }
+  expect_refused(unknown, kc::errc::config_unknown_key, "no.such.property", "an unknown property");
   auto invalid = sink_options(unique_name("kc-ksink-txn"));
   invalid.librdkafka["transaction.timeout.ms"] = "not-a-number";
-  try {
-    KafkaTransactionalSink s(invalid);
-    FAIL() << "constructed with an invalid value";
-  } catch (const kc::Error& e) {
-    EXPECT_EQ(e.code(), kc::errc::config_invalid_value);
-    EXPECT_NE(std::string(e.what()).find("transaction.timeout.ms"), std::string::npos) << e.what();
-  }
+  expect_refused(invalid, kc::errc::config_invalid_value, "transaction.timeout.ms", "an invalid value");
 }
 
 TEST(KafkaTransactionalSink, UnreachableBrokerIsARetriableConstructionError) {

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "kc/error.hpp"
+#include "produce/producev.hpp"
 #include "rdkafka/handles.hpp"
 #include "rdkafka/log.hpp"
 
@@ -21,10 +22,6 @@ using namespace std::chrono_literals;
 // retriable error at once (coordinator loading, ...), so the retry loop does
 // not spin; librdkafka's docs ask for "a shorter grace period".
 constexpr auto kRetryPause = 100ms;
-
-// The non-null pointer librdkafka needs to tell an empty key or value from a
-// null one when the span's data() is null.
-constexpr std::byte kEmpty{};
 
 int remaining_ms(Clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -239,31 +236,12 @@ void KafkaTransactionalSink::Impl::send(
     std::string_view topic, std::optional<Bytes> key, std::optional<Bytes> value, std::int32_t partition,
     const std::vector<std::pair<std::string, std::optional<std::string>>>& headers) {
   const std::string t(topic);
-  // Locals, not expressions: the RD_KAFKA_V_* macros cast their arguments.
-  void* key_ptr = key ? const_cast<std::byte*>(key->empty() ? &kEmpty : key->data()) : nullptr;
-  const std::size_t key_len = key ? key->size() : 0;
-  void* value_ptr = value ? const_cast<std::byte*>(value->empty() ? &kEmpty : value->data()) : nullptr;
-  const std::size_t value_len = value ? value->size() : 0;
   const auto deadline = Clock::now() + options.commit_timeout;
   for (;;) {
-    rd_kafka_headers_t* hdrs = nullptr;
-    if (!headers.empty()) {
-      hdrs = rd_kafka_headers_new(headers.size());
-      for (const auto& [n, v] : headers) {
-        rd_kafka_header_add(hdrs, n.data(), static_cast<ssize_t>(n.size()), v ? v->data() : nullptr,
-                            v ? static_cast<ssize_t>(v->size()) : 0);
-      }
-    }
-    const auto err =
-        rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC(t.c_str()), RD_KAFKA_V_PARTITION(partition),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key_ptr, key_len),
-                          RD_KAFKA_V_VALUE(value_ptr, value_len), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+    const auto err = detail::produce_copy(rk.get(), t, key, value, partition, headers);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       rd_kafka_poll(rk.get(), 0);  // serve delivery reports
       return;
-    }
-    if (hdrs != nullptr) {
-      rd_kafka_headers_destroy(hdrs);  // not taken over on failure
     }
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && Clock::now() < deadline) {
       rd_kafka_poll(rk.get(), 100);

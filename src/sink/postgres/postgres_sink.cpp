@@ -484,6 +484,23 @@ PostgresSink::PostgresSink(Options options) : impl_(std::make_unique<Impl>(std::
 
 PostgresSink::~PostgresSink() = default;
 
+namespace {
+
+// Rows of kc_offsets as (topic, part, next_offset, epoch), by partition.
+using Stored = std::map<TopicPartition, std::pair<std::optional<std::int64_t>, std::int64_t>>;
+
+Stored read_stored(const pqxx::result& rows) {
+  Stored out;
+  for (const auto& row : rows) {
+    TopicPartition tp{row[0].as<std::string>(), Partition{row[1].as<std::int32_t>()}};
+    out[std::move(tp)] = {row[2].is_null() ? std::nullopt : std::optional(row[2].as<std::int64_t>()),
+                          row[3].as<std::int64_t>()};
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<SinkPosition> PostgresSink::claim(std::span<const TopicPartition> tps) {
   auto& d = *impl_;
   if (tps.empty()) {
@@ -492,7 +509,6 @@ std::vector<SinkPosition> PostgresSink::claim(std::span<const TopicPartition> tp
   // Sorted and distinct: one row per partition (ON CONFLICT cannot touch a
   // row twice) and row locks taken in one order by every claimer.
   const std::set<TopicPartition> keys(tps.begin(), tps.end());
-  using Stored = std::map<TopicPartition, std::pair<std::optional<std::int64_t>, std::int64_t>>;
   const Stored got = d.own_transaction("claim", [&](pqxx::work& w) {
     std::string sql =
         "INSERT INTO " + std::string(kOffsetsTable) + " AS o (grp, topic, part, next_offset, epoch) VALUES ";
@@ -504,13 +520,7 @@ std::vector<SinkPosition> PostgresSink::claim(std::span<const TopicPartition> tp
     }
     sql +=
         " ON CONFLICT (grp, topic, part) DO UPDATE SET epoch = o.epoch + 1 RETURNING topic, part, next_offset, epoch";
-    Stored out;
-    for (const auto& row : w.exec(sql)) {
-      TopicPartition tp{row[0].as<std::string>(), Partition{row[1].as<std::int32_t>()}};
-      out[std::move(tp)] = {row[2].is_null() ? std::nullopt : std::optional(row[2].as<std::int64_t>()),
-                            row[3].as<std::int64_t>()};
-    }
-    return out;
+    return read_stored(w.exec(sql));
   });
   std::vector<SinkPosition> pos;
   pos.reserve(tps.size());
@@ -531,7 +541,6 @@ std::vector<SinkPosition> PostgresSink::resume(std::span<const TopicPartition> t
     return {};
   }
   const std::set<TopicPartition> keys(tps.begin(), tps.end());
-  using Stored = std::map<TopicPartition, std::pair<std::optional<std::int64_t>, std::int64_t>>;
   const Stored got = d.own_transaction("resume", [&](pqxx::work& w) {
     std::string sql =
         "SELECT o.topic, o.part, o.next_offset, o.epoch FROM " + std::string(kOffsetsTable) + " o JOIN (VALUES ";
@@ -541,13 +550,7 @@ std::vector<SinkPosition> PostgresSink::resume(std::span<const TopicPartition> t
       first = false;
     }
     sql += ") AS v(topic, part) ON o.topic = v.topic AND o.part = v.part WHERE o.grp = " + w.quote(d.options.group);
-    Stored out;
-    for (const auto& row : w.exec(sql)) {
-      TopicPartition tp{row[0].as<std::string>(), Partition{row[1].as<std::int32_t>()}};
-      out[std::move(tp)] = {row[2].is_null() ? std::nullopt : std::optional(row[2].as<std::int64_t>()),
-                            row[3].as<std::int64_t>()};
-    }
-    return out;
+    return read_stored(w.exec(sql));
   });
   std::vector<SinkPosition> pos;
   pos.reserve(tps.size());
