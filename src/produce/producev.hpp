@@ -22,8 +22,7 @@ using HeaderList = std::vector<std::pair<std::string, std::optional<std::string>
 /// librdkafka's error (e.g. __QUEUE_FULL, to be retried after a poll); on an
 /// error nothing was taken over. Does not block.
 inline rd_kafka_resp_err_t produce_copy(rd_kafka_t* rk, const std::string& topic, std::optional<Bytes> key,
-                                        std::optional<Bytes> value, std::int32_t partition,
-                                        const HeaderList& headers) {
+                                        std::optional<Bytes> value, std::int32_t partition, const HeaderList& headers) {
   // librdkafka reads a null pointer as a null key or value: an empty one
   // needs a non-null pointer.
   static const std::byte kEmpty{};
@@ -40,10 +39,9 @@ inline rd_kafka_resp_err_t produce_copy(rd_kafka_t* rk, const std::string& topic
                           v ? static_cast<ssize_t>(v->size()) : 0);
     }
   }
-  const auto err =
-      rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
-                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key_ptr, key_len),
-                        RD_KAFKA_V_VALUE(value_ptr, value_len), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+  const auto err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key_ptr, key_len),
+                                     RD_KAFKA_V_VALUE(value_ptr, value_len), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nullptr) {
     rd_kafka_headers_destroy(hdrs);  // not taken over on failure
   }

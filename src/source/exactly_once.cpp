@@ -52,8 +52,9 @@ void Consumer::Impl::eos_claim(rd_kafka_topic_partition_list_t* list, const std:
   try {
     pos = eos->claim(tps);
     if (pos.size() != tps.size()) {
-      throw Error(errc::misuse, "the sink's claim() returned " + std::to_string(pos.size()) + " positions for " +
-                                    std::to_string(tps.size()) + " partitions",
+      throw Error(errc::misuse,
+                  "the sink's claim() returned " + std::to_string(pos.size()) + " positions for " +
+                      std::to_string(tps.size()) + " partitions",
                   true);
     }
   } catch (const std::exception& e) {
@@ -167,19 +168,23 @@ void Consumer::Impl::eos_group_commit(Clock::time_point* sync_deadline) {
     return;
   }
   if (sync_deadline == nullptr) {
-    if (rd_kafka_commit_queue(rk.get(), list.get(), commit_queue.get(), nullptr, nullptr) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (rd_kafka_commit_queue(rk.get(), list.get(), commit_queue.get(), nullptr, nullptr) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
       commit_in_flight = true;
       waited_for_commit = false;
     }
     return;
   }
-  serve_commit_results(std::chrono::duration_cast<std::chrono::milliseconds>(*sync_deadline - Clock::now()));
+  const auto left_ms = [&] {
+    return std::max<std::int64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(*sync_deadline - Clock::now()).count(), 1);
+  };
+  serve_commit_results(std::chrono::milliseconds(left_ms()));  // the asynchronous one in flight, if any
   detail::QueuePtr q(rd_kafka_queue_new(rk.get()));
   if (rd_kafka_commit_queue(rk.get(), list.get(), q.get(), nullptr, nullptr) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return;
   }
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*sync_deadline - Clock::now()).count();
-  if (rd_kafka_event_t* ev = rd_kafka_queue_poll(q.get(), static_cast<int>(std::max<std::int64_t>(left, 1)))) {
+  if (rd_kafka_event_t* ev = rd_kafka_queue_poll(q.get(), static_cast<int>(left_ms()))) {
     if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) {
       on_commit_result(rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev));
     }
@@ -259,14 +264,9 @@ void Consumer::Impl::eos_recover(Clock::time_point now) {
   auto next_fenced_check = Clock::time_point::max();
   for (const auto& [tp, st] : parts) {
     switch (st->eos) {
-      case Eos::live:
-        break;
-      case Eos::unclaimed:
-        to_claim.push_back(tp);
-        break;
-      case Eos::rewind:
-        to_resume.push_back(tp);
-        break;
+      case Eos::live: break;
+      case Eos::unclaimed: to_claim.push_back(tp); break;
+      case Eos::rewind: to_resume.push_back(tp); break;
       case Eos::fenced:
         if (now - st->fenced_at >= kFencedReclaimAfter) {
           spdlog::warn("kc: {}[{}] is still assigned here {} s after it was fenced: claiming it again", tp.topic,
@@ -321,9 +321,10 @@ void Consumer::Impl::eos_recover(Clock::time_point now) {
         st.eos = Eos::fenced;
         st.fenced_at = now;
         next_fenced_check = std::min(next_fenced_check, now + kFencedReclaimAfter);
-        spdlog::warn("kc: {}[{}] was claimed by another consumer (this one is a zombie for it): paused, nothing "
-                     "written for it, until the group revokes it",
-                     st.tp.topic, to_int(st.tp.partition));
+        spdlog::warn(
+            "kc: {}[{}] was claimed by another consumer (this one is a zombie for it): paused, nothing "
+            "written for it, until the group revokes it",
+            st.tp.topic, to_int(st.tp.partition));
         continue;
       }
       const auto offset = p.next ? to_int(*p.next) : group_offsets[k];

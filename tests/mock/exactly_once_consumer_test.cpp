@@ -156,8 +156,7 @@ void produce(const kc::EmbeddedBroker& broker, const std::string& topic, int n) 
   kc::Producer p({broker.bootstrap_servers(), {}});
   for (int i = 0; i < n; ++i) {
     const std::string v = "msg-" + std::to_string(i);
-    p.produce(topic, std::nullopt, kc::Bytes(reinterpret_cast<const std::byte*>(v.data()), v.size()),
-              i % kPartitions);
+    p.produce(topic, std::nullopt, kc::Bytes(reinterpret_cast<const std::byte*>(v.data()), v.size()), i % kPartitions);
   }
   ASSERT_TRUE(p.flush(std::chrono::seconds(30)));
   ASSERT_EQ(p.stats().delivered, static_cast<std::uint64_t>(n));
@@ -205,7 +204,9 @@ struct Scenario {
   FakeSink::Faults faults;
 };
 
-void PrintTo(const Scenario& s, std::ostream* os) { *os << s.name; }
+void PrintTo(const Scenario& s, std::ostream* os) {
+  *os << s.name;
+}
 
 class ExactlyOnceFaults : public ::testing::TestWithParam<Scenario> {};
 
@@ -225,25 +226,27 @@ TEST_P(ExactlyOnceFaults, EveryRecordExactlyOnce) {
   int handler_failures = 0;
   kc::ConsumerHooks hooks;
   hooks.exactly_once = sink;
-  kc::Consumer consumer(config(broker, topic),
-                        [&](const kc::Message& m) {
-                          sink->write(m);
-                          if (m.attempt() == 1 && std::uniform_int_distribution<int>(0, 299)(rng) == 0) {
-                            sink->write(m);  // written twice, then fails: both must be undone
-                            ++handler_failures;
-                            return kc::Outcome::retry;
-                          }
-                          return kc::Outcome::done;
-                        },
-                        std::move(hooks));
+  kc::Consumer consumer(
+      config(broker, topic),
+      [&](const kc::Message& m) {
+        sink->write(m);
+        if (m.attempt() == 1 && std::uniform_int_distribution<int>(0, 299)(rng) == 0) {
+          sink->write(m);  // written twice, then fails: both must be undone
+          ++handler_failures;
+          return kc::Outcome::retry;
+        }
+        return kc::Outcome::done;
+      },
+      std::move(hooks));
   const auto r = consumer.run();
   EXPECT_EQ(r.reason, kc::StopReason::idle) << r.error;
   const auto c = count(sink->rows, kRecords);
-  std::printf("EOS faults (%s): rows=%zu missing=%d duplicates=%d commits=%d aborts=%d injected=%d "
-              "handler_failures=%d transactions=%llu aborted=%llu\n",
-              GetParam().name, sink->rows.size(), c.missing, c.duplicates, sink->commits, sink->aborts,
-              sink->injected, handler_failures, static_cast<unsigned long long>(r.stats.transactions),
-              static_cast<unsigned long long>(r.stats.transactions_aborted));
+  std::printf(
+      "EOS faults (%s): rows=%zu missing=%d duplicates=%d commits=%d aborts=%d injected=%d "
+      "handler_failures=%d transactions=%llu aborted=%llu\n",
+      GetParam().name, sink->rows.size(), c.missing, c.duplicates, sink->commits, sink->aborts, sink->injected,
+      handler_failures, static_cast<unsigned long long>(r.stats.transactions),
+      static_cast<unsigned long long>(r.stats.transactions_aborted));
   EXPECT_EQ(c.missing, 0);
   EXPECT_EQ(c.duplicates, 0);
   EXPECT_EQ(sink->rows.size(), static_cast<std::size_t>(kRecords));
@@ -252,7 +255,8 @@ TEST_P(ExactlyOnceFaults, EveryRecordExactlyOnce) {
   }
   EXPECT_GT(handler_failures, 0);
   if (GetParam().faults.commit_before + GetParam().faults.commit_after + GetParam().faults.begin +
-          GetParam().faults.claim + GetParam().faults.record_end > 0) {
+          GetParam().faults.claim + GetParam().faults.record_end >
+      0) {
     EXPECT_GT(sink->injected, 0) << "no failure was injected: the scenario tested nothing";
     EXPECT_GT(r.stats.transactions_aborted, 0u);
   }
@@ -260,12 +264,11 @@ TEST_P(ExactlyOnceFaults, EveryRecordExactlyOnce) {
 
 INSTANTIATE_TEST_SUITE_P(
     Consumer, ExactlyOnceFaults,
-    ::testing::Values(Scenario{"commit_before", {.commit_before = 0.1}},
-                      Scenario{"commit_after", {.commit_after = 0.1}},
-                      Scenario{"begin_and_claim", {.begin = 0.05, .claim = 0.3}},
-                      Scenario{"everything",
-                               {.begin = 0.03, .commit_before = 0.05, .commit_after = 0.05, .claim = 0.2,
-                                .record_end = 0.001}}),
+    ::testing::Values(
+        Scenario{"commit_before", {.commit_before = 0.1}}, Scenario{"commit_after", {.commit_after = 0.1}},
+        Scenario{"begin_and_claim", {.begin = 0.05, .claim = 0.3}},
+        Scenario{"everything",
+                 {.begin = 0.03, .commit_before = 0.05, .commit_after = 0.05, .claim = 0.2, .record_end = 0.001}}),
     [](const ::testing::TestParamInfo<Scenario>& p) { return std::string(p.param.name); });
 
 // Another consumer claims the partition of the record being handled
@@ -285,27 +288,28 @@ TEST(ExactlyOnce, FencedPartitionStopsOnlyItself) {
   int handled = 0;
   int stolen = -1;
   std::map<int, std::int64_t> at_fence;  // partition -> stored offset when `stolen` was fenced
-  std::map<int, int> after_fence;       // partition -> records handled after the fencing
+  std::map<int, int> after_fence;        // partition -> records handled after the fencing
   kc::Consumer* self = nullptr;
-  kc::Consumer consumer(config(broker, topic),
-                        [&](const kc::Message& m) {
-                          sink->write(m);
-                          if (++handled == 3000) {
-                            stolen = kc::to_int(m.partition());
-                            sink->steal(stolen);
-                            for (int p = 0; p < kPartitions; ++p) {
-                              at_fence[p] = sink->next_of(p);
-                            }
-                          }
-                          if (handled > 3000) {
-                            ++after_fence[kc::to_int(m.partition())];
-                          }
-                          if (handled == 6000) {
-                            self->stop();
-                          }
-                          return kc::Outcome::done;
-                        },
-                        std::move(hooks));
+  kc::Consumer consumer(
+      config(broker, topic),
+      [&](const kc::Message& m) {
+        sink->write(m);
+        if (++handled == 3000) {
+          stolen = kc::to_int(m.partition());
+          sink->steal(stolen);
+          for (int p = 0; p < kPartitions; ++p) {
+            at_fence[p] = sink->next_of(p);
+          }
+        }
+        if (handled > 3000) {
+          ++after_fence[kc::to_int(m.partition())];
+        }
+        if (handled == 6000) {
+          self->stop();
+        }
+        return kc::Outcome::done;
+      },
+      std::move(hooks));
   self = &consumer;
   const auto r = consumer.run();
   EXPECT_EQ(r.reason, kc::StopReason::requested) << r.error;
@@ -323,11 +327,11 @@ TEST(ExactlyOnce, FencedPartitionStopsOnlyItself) {
   EXPECT_GT(others, 0);
   const auto c = count(sink->rows, kRecords);
   EXPECT_EQ(c.duplicates, 0);
-  std::printf("EOS fenced: partition %d stopped at %lld; the others committed %lld more records; handled after the "
-              "fencing: p0=%d p1=%d p2=%d p3=%d; aborted=%llu\n",
-              stolen, static_cast<long long>(at_fence[stolen]), static_cast<long long>(others), after_fence[0],
-              after_fence[1], after_fence[2], after_fence[3],
-              static_cast<unsigned long long>(r.stats.transactions_aborted));
+  std::printf(
+      "EOS fenced: partition %d stopped at %lld; the others committed %lld more records; handled after the "
+      "fencing: p0=%d p1=%d p2=%d p3=%d; aborted=%llu\n",
+      stolen, static_cast<long long>(at_fence[stolen]), static_cast<long long>(others), after_fence[0], after_fence[1],
+      after_fence[2], after_fence[3], static_cast<unsigned long long>(r.stats.transactions_aborted));
 }
 
 // The sink's offsets take precedence over the group's: a sink that stores
@@ -346,10 +350,13 @@ TEST(ExactlyOnce, StartsAtTheSinksOffsets) {
     hooks.exactly_once = sink;
     auto cfg = config(broker, topic);
     cfg.max_messages = 2000;
-    kc::Consumer first(cfg, [&](const kc::Message& m) {
-      sink->write(m);
-      return kc::Outcome::done;
-    }, std::move(hooks));
+    kc::Consumer first(
+        cfg,
+        [&](const kc::Message& m) {
+          sink->write(m);
+          return kc::Outcome::done;
+        },
+        std::move(hooks));
     EXPECT_EQ(first.run().reason, kc::StopReason::max_messages);
   }
   const auto rows_first = sink->rows.size();
@@ -360,10 +367,13 @@ TEST(ExactlyOnce, StartsAtTheSinksOffsets) {
   hooks.exactly_once = sink;
   auto cfg = config(broker, topic);
   cfg.group = "another-group";
-  kc::Consumer second(cfg, [&](const kc::Message& m) {
-    sink->write(m);
-    return kc::Outcome::done;
-  }, std::move(hooks));
+  kc::Consumer second(
+      cfg,
+      [&](const kc::Message& m) {
+        sink->write(m);
+        return kc::Outcome::done;
+      },
+      std::move(hooks));
   const auto r = second.run();
   EXPECT_EQ(r.reason, kc::StopReason::idle);
   EXPECT_EQ(r.stats.consumed, static_cast<std::uint64_t>(kRecords) - rows_first);
@@ -379,7 +389,8 @@ TEST(ExactlyOnce, NeedsTheOneRecordAtATimeHandler) {
   kc::ConsumerHooks hooks;
   hooks.exactly_once = std::make_shared<FakeSink>(FakeSink::Faults{}, 1);
   try {
-    kc::Consumer c(cfg, [](const kc::Message&) { return kc::Outcome::done; }, std::move(hooks));
+    kc::Consumer c(
+        cfg, [](const kc::Message&) { return kc::Outcome::done; }, std::move(hooks));
     FAIL() << "parallel processing with exactly-once was accepted";
   } catch (const kc::Error& e) {
     EXPECT_EQ(e.code(), kc::errc::config_invalid_value);

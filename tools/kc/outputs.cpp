@@ -15,7 +15,9 @@ namespace kc::tool {
 
 namespace {
 
-bool textual(Bytes b) { return is_valid_utf8(b); }
+bool textual(Bytes b) {
+  return is_valid_utf8(b);
+}
 
 void append_base64(std::string& out, Bytes b) {
   detail::append_base64(out, {reinterpret_cast<const char*>(b.data()), b.size()});
@@ -183,7 +185,8 @@ Output make_output(const OutputOptions& o, KeyFormat key, ValueFormat value) {
     }
     return out;
   }
-  if ((spec.starts_with("postgres:") || spec.starts_with("postgresql:")) && spec.find("://") != std::string_view::npos) {
+  if ((spec.starts_with("postgres:") || spec.starts_with("postgresql:")) &&
+      spec.find("://") != std::string_view::npos) {
     // postgres:postgresql://... or postgresql://... both name the URI.
     const auto uri = spec.starts_with("postgres:") && !spec.starts_with("postgres://") ? spec.substr(9) : spec;
     PostgresSink::Options po;
@@ -215,9 +218,8 @@ Output make_output(const OutputOptions& o, KeyFormat key, ValueFormat value) {
     return out;
   }
   if (o.exactly_once) {
-    throw Error(errc::config_invalid_value,
-                "--exactly-once: the sink '" + o.spec +
-                    "' has no transactions; use sqlite:PATH, postgres:URI or kafka:TOPIC");
+    throw Error(errc::config_invalid_value, "--exactly-once: the sink '" + o.spec +
+                                                "' has no transactions; use sqlite:PATH, postgres:URI or kafka:TOPIC");
   }
   out.sink = make_sink(spec, key, value);
   return out;

@@ -13,11 +13,11 @@
 namespace kc::tool {
 
 struct OutputOptions {
-  std::string spec;          ///< --sink
+  std::string spec;           ///< --sink
   bool exactly_once = false;  ///< --exactly-once
   std::string group;
-  std::string bootstrap_servers;  ///< for kafka:TOPIC (the consumer's)
-  std::string transactional_id;   ///< for kafka:TOPIC with --exactly-once
+  std::string bootstrap_servers;     ///< for kafka:TOPIC (the consumer's)
+  std::string transactional_id;      ///< for kafka:TOPIC with --exactly-once
   std::string table = "kc_records";  ///< for sqlite: and postgres:
   /// kafka:TOPIC with --exactly-once: bound on each transactional call.
   std::chrono::milliseconds commit_timeout{30000};
