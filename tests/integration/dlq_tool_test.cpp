@@ -102,27 +102,9 @@ bool is_dead_letter_header(const std::string& name) {
 
 // ---------------------------------------------------------------- running the tool
 
-struct ToolRun {
-  ExitStatus status;
-  std::string out;
-  std::string err;
-  std::string command;
-};
-
+// The kc tool, run to the end.
 ToolRun run_kc(const TempDir& dir, const std::vector<std::string>& args, std::chrono::seconds timeout = 90s) {
-  static int counter = 0;
-  const auto name = "run-" + std::to_string(++counter);
-  Subprocess p(kc_tool_path(), args, dir / (name + ".out"), dir / (name + ".err"));
-  const auto st = p.wait(timeout);
-  if (!st) {
-    throw Failure(p.command() + ": still running after " + std::to_string(timeout.count()) + " s; stderr:\n" +
-                  tail(p.stderr_text()));
-  }
-  return {*st, p.stdout_text(), p.stderr_text(), p.command()};
-}
-
-std::string describe(const ToolRun& r) {
-  return "\n  command: " + r.command + "\n  status: " + r.status.to_string() + "\n  stderr:\n" + tail(r.err, 30);
+  return run_tool(dir, args, timeout);
 }
 
 std::vector<std::string> lines_of(const std::string& text) {

@@ -108,4 +108,21 @@ std::string describe(Subprocess& p) {
          "\n  stderr (" + p.stderr_path().string() + ") ends with:\n" + tail(p.stderr_text(), 30);
 }
 
+ToolRun run_tool(const TempDir& dir, const std::vector<std::string>& args, std::chrono::seconds timeout) {
+  static int counter = 0;
+  const auto name = "run-" + std::to_string(++counter);
+  Subprocess p(kc_tool_path(), args, dir / (name + ".out"), dir / (name + ".err"));
+  const auto st = p.wait(timeout);
+  if (!st) {
+    throw Failure(p.command() + ": still running after " + std::to_string(timeout.count()) + " s; stderr:\n" +
+                  tail(p.stderr_text()));
+  }
+  return {*st, p.stdout_text(), p.stderr_text(), p.command()};
+}
+
+std::string describe(const ToolRun& r) {
+  return "\n  command: " + r.command + "\n  status: " + r.status.to_string() + "\n  stdout:\n" + tail(r.out, 30) +
+         "\n  stderr:\n" + tail(r.err, 30);
+}
+
 }  // namespace kc::test

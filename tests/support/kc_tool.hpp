@@ -1,12 +1,14 @@
 // Running the kc command-line tool from tests and reading its log.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "support/common.hpp"
 #include "support/subprocess.hpp"
 
 namespace kc::test {
@@ -29,6 +31,24 @@ std::set<int> ever_assigned(std::string_view log, std::string_view topic);
 std::vector<std::string> consume_args(const std::string& bootstrap, const std::string& group, const std::string& topic,
                                       const std::filesystem::path& sink, const std::string& value_format,
                                       const std::vector<std::string>& extra);
+
+/// A finished run of the kc tool.
+struct ToolRun {
+  ExitStatus status;
+  std::string out;  ///< stdout
+  std::string err;  ///< stderr
+  std::string command;
+};
+
+/// Runs the kc tool with `args` (stdout and stderr to files in `dir`, named
+/// run-N) and waits for it. Throws kc::test::Failure when it is still
+/// running after `timeout` (it is killed then).
+ToolRun run_tool(const TempDir& dir, const std::vector<std::string>& args,
+                 std::chrono::seconds timeout = std::chrono::seconds(90));
+
+/// For failure messages: the command, its exit status and the ends of its
+/// stdout and stderr.
+std::string describe(const ToolRun& r);
 
 /// For failure messages: the command, how it ended and the end of its stderr.
 /// Reaps the process if it ended.

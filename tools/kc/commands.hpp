@@ -4,8 +4,10 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "registry_options.hpp"
@@ -83,6 +85,20 @@ void add_broker_command(CLI::App& app, BrokerOptions& o);
 int run_consume(const ConsumeOptions& o);
 int run_produce(const ProduceOptions& o);
 int run_broker(const BrokerOptions& o);
+
+/// Brokers and librdkafka properties of a tool command that is not a
+/// consumer (kc dlq, kc lag): file < env < flags, each through
+/// ConsumerConfig::set() so errors name the key as everywhere else. Only the
+/// connection settings are taken: group, topics and limits come from the
+/// command's flags (a KC_GROUP meant for an application must not become
+/// theirs). Throws kc::Error; without brokers, errc::config_missing with
+/// `needs` (what the command needs them for).
+struct ClientSettings {
+  std::string bootstrap;
+  std::map<std::string, std::string> librdkafka;
+};
+ClientSettings client_settings(const std::optional<std::string>& bootstrap, const std::vector<std::string>& rdkafka,
+                               const std::optional<std::string>& config_file, std::string_view needs);
 
 /// Splits "key=value"; throws kc::Error naming the flag when there is no '='.
 std::pair<std::string, std::string> split_property(const std::string& kv);

@@ -82,36 +82,6 @@ HandlePtr make_logged_handle(rd_kafka_type_t type, ConfPtr conf) {
   return detail::make_handle(type, std::move(conf));
 }
 
-// Brokers and librdkafka properties: file < env < flags, each through
-// ConsumerConfig::set() so errors name the key as everywhere else. Only the
-// connection settings are taken: group, topics and limits come from the dlq
-// flags (a KC_GROUP meant for an application must not become the redrive group).
-struct ClientSettings {
-  std::string bootstrap;
-  std::map<std::string, std::string> librdkafka;
-};
-
-ClientSettings client_settings(const std::optional<std::string>& bootstrap, const std::vector<std::string>& rdkafka,
-                               const std::optional<std::string>& config_file) {
-  ConsumerConfig cfg;
-  if (config_file) {
-    cfg.load_file(*config_file);
-  }
-  cfg.load_env(environ);
-  if (bootstrap) {
-    cfg.set("bootstrap_servers", *bootstrap, "flag --bootstrap-servers");
-  }
-  for (const auto& kv : rdkafka) {
-    const auto [k, v] = split_property(kv);
-    cfg.set("librdkafka." + k, v, "flag -X");
-  }
-  if (cfg.bootstrap_servers.empty()) {
-    throw Error(errc::config_missing,
-                "bootstrap_servers: kc dlq needs the brokers that hold the dead-letter topic "
-                "(-b/--bootstrap-servers or KC_BOOTSTRAP_SERVERS)");
-  }
-  return {cfg.bootstrap_servers, cfg.librdkafka};
-}
 
 // Partition count of a topic; nullopt when the topic does not exist. Retries
 // transport errors for up to `timeout`, then throws kc::Error.
@@ -550,7 +520,7 @@ int run_dlq(const DlqOptions& o) {
 // ---------------------------------------------------------------- inspect
 
 int run_dlq_inspect(const DlqInspectOptions& o) {
-  const auto client = client_settings(o.bootstrap_servers, o.rdkafka, o.config_file);
+  const auto client = client_settings(o.bootstrap_servers, o.rdkafka, o.config_file, "kc dlq needs the brokers that hold the dead-letter topic");
   const auto timeout = std::chrono::milliseconds(std::max<std::uint64_t>(o.timeout_ms, 1000));
 
   ConfPtr conf(rd_kafka_conf_new());
@@ -713,7 +683,7 @@ struct RedriveCounts {
 }  // namespace
 
 int run_dlq_redrive(const DlqRedriveOptions& o) {
-  const auto client = client_settings(o.bootstrap_servers, o.rdkafka, o.config_file);
+  const auto client = client_settings(o.bootstrap_servers, o.rdkafka, o.config_file, "kc dlq needs the brokers that hold the dead-letter topic");
   if (o.to && *o.to == o.from) {
     throw Error(errc::config_invalid_value, "flag --to: '" + *o.to + "' is the dead-letter topic itself");
   }

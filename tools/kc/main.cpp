@@ -9,6 +9,7 @@
 
 #include "commands.hpp"
 #include "dlq.hpp"
+#include "lag.hpp"
 #include "kc/error.hpp"
 
 int main(int argc, char** argv) {
@@ -30,6 +31,8 @@ int main(int argc, char** argv) {
   kc::tool::add_broker_command(app, broker);
   kc::tool::DlqOptions dlq;
   kc::tool::add_dlq_command(app, dlq);
+  kc::tool::LagOptions lag;
+  kc::tool::add_lag_command(app, lag);
 
   try {
     app.parse(argc, argv);
@@ -50,6 +53,9 @@ int main(int argc, char** argv) {
     }
     if (app.got_subcommand("dlq")) {
       return kc::tool::run_dlq(dlq);
+    }
+    if (app.got_subcommand("lag")) {
+      return kc::tool::run_lag(lag);
     }
   } catch (const kc::Error& e) {
     const bool config = e.code().value() <= static_cast<int>(kc::errc::config_forbidden);
