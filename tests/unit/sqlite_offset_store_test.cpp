@@ -9,27 +9,16 @@
 #include <vector>
 
 #include "kc/error.hpp"
+#include "sqlite_test_file.hpp"
 #include "sink/sqlite/offset_store.hpp"
 
 namespace {
 
 using kc::detail::SqliteOffsetStore;
 
-class SqliteOffsetStoreTest : public ::testing::Test {
+class SqliteOffsetStoreTest : public kc::test::SqliteFileTest {
  protected:
-  void SetUp() override {
-    path_ = (std::filesystem::temp_directory_path() /
-             ("kc-offsets-" + std::to_string(::getpid()) + "-" +
-              ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db"))
-                .string();
-    remove();
-  }
-  void TearDown() override { remove(); }
-  void remove() {
-    for (const char* suffix : {"", "-wal", "-shm"}) {
-      std::filesystem::remove(path_ + suffix);
-    }
-  }
+  SqliteOffsetStoreTest() : SqliteFileTest("kc-offsets-") {}
 
   static void insert_row(SqliteOffsetStore& s, int v) {
     const std::string sql = "INSERT INTO rows (v) VALUES (" + std::to_string(v) + ")";
@@ -47,7 +36,6 @@ class SqliteOffsetStoreTest : public ::testing::Test {
     return n;
   }
 
-  std::string path_;
   const kc::TopicPartition tp_{"orders", kc::Partition{3}};
 };
 

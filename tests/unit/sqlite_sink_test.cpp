@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kc/error.hpp"
+#include "sqlite_test_file.hpp"
 #include "kc/sqlite_sink.hpp"
 
 namespace {
@@ -51,21 +52,9 @@ class Reader {
   sqlite3* db_ = nullptr;
 };
 
-class SqliteSinkTest : public ::testing::Test {
+class SqliteSinkTest : public kc::test::SqliteFileTest {
  protected:
-  void SetUp() override {
-    path_ = (std::filesystem::temp_directory_path() /
-             ("kc-sqlite-sink-" + std::to_string(::getpid()) + "-" +
-              ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db"))
-                .string();
-    remove();
-  }
-  void TearDown() override { remove(); }
-  void remove() {
-    for (const char* suffix : {"", "-wal", "-shm"}) {
-      std::filesystem::remove(path_ + suffix);
-    }
-  }
+  SqliteSinkTest() : SqliteFileTest("kc-sqlite-sink-") {}
 
   SqliteSink::Options options(const std::string& group = "g") const {
     SqliteSink::Options o;
@@ -99,7 +88,6 @@ class SqliteSinkTest : public ::testing::Test {
                               tp.topic + "' AND part = " + std::to_string(kc::to_int(tp.partition)));
   }
 
-  std::string path_;
   const TopicPartition tp_{"orders", Partition{3}};
   const TopicPartition other_{"orders", Partition{4}};
 };
