@@ -21,6 +21,7 @@ class Category final : public std::error_category {
       case errc::registry_not_found: return "not found in the schema registry";
       case errc::registry_unavailable: return "schema registry unavailable";
       case errc::registry_rejected: return "schema registry rejected the request";
+      case errc::queue_full: return "producer queue full";
     }
     return "unknown kc error";
   }

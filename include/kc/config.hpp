@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,6 +49,24 @@ struct ParallelPolicy {
   std::chrono::milliseconds revoke_timeout{10000};
 };
 
+/// The metrics and health endpoint (see kc/metrics.hpp and README "Metrics
+/// and health"). The consumer keeps its metrics whether or not they are
+/// served; `port` set starts the HTTP endpoint when the Consumer is built.
+struct MetricsPolicy {
+  /// Serve /metrics, /healthz and /readyz on this port (0: an ephemeral one,
+  /// see Consumer::metrics_port()); unset: no endpoint.
+  std::optional<std::uint16_t> port;
+  std::string bind = "0.0.0.0";
+  /// Liveness fails when the poll loop has not run for this long; 0: half
+  /// of librdkafka's max.poll.interval.ms (150 s by default), so the probe
+  /// fires before the group evicts the member.
+  std::chrono::milliseconds max_poll_gap{0};
+  /// librdkafka's statistics.interval.ms when the user does not set it
+  /// (lag, fetch queue and broker round trips come from these statistics);
+  /// 0: no statistics.
+  std::chrono::milliseconds statistics_interval{5000};
+};
+
 /// Settings of a kc consumer. Keys (for files, env and set()):
 ///
 /// | key                   | env                      | meaning                                   |
@@ -77,6 +96,12 @@ struct ParallelPolicy {
 /// | parallel.max_in_flight_per_partition | ... | per partition (0: max_in_flight)            |
 /// | parallel.max_buffered_per_partition  | ... | fetched records held before pausing (0: auto)|
 /// | parallel.revoke_timeout_ms | KC_PARALLEL_REVOKE_TIMEOUT_MS | wait for in-flight work on revoke (10000) |
+/// | metrics.port          | KC_METRICS_PORT          | serve /metrics, /healthz, /readyz (unset: |
+/// |                       |                          | off; 0: an ephemeral port)                |
+/// | metrics.bind          | KC_METRICS_BIND          | address to listen on (0.0.0.0)            |
+/// | metrics.statistics_interval_ms | ...             | librdkafka statistics.interval.ms (5000)  |
+/// | health.max_poll_gap_ms | KC_HEALTH_MAX_POLL_GAP_MS | liveness fails after this long without a |
+/// |                       |                          | poll (0: max.poll.interval.ms / 2)        |
 /// | schema_registry.url   | KC_SCHEMA_REGISTRY_URL   | Schema Registry base URL                  |
 /// | schema_registry.basic_auth | KC_SCHEMA_REGISTRY_BASIC_AUTH | `user:password` (secret)         |
 /// | schema_registry.bearer_token | KC_SCHEMA_REGISTRY_BEARER_TOKEN | bearer token (secret)        |
@@ -99,6 +124,7 @@ struct ConsumerConfig {
   RetryPolicy retry;
   DeadLetterPolicy dead_letter;
   ParallelPolicy parallel;
+  MetricsPolicy metrics;
   /// librdkafka properties, passed through after validation.
   std::map<std::string, std::string> librdkafka;
   /// Where decoders of Schema Registry formats find their schemas (used by
@@ -114,10 +140,33 @@ struct ConsumerConfig {
   /// Reads a TOML file. Throws kc::Error naming the file, line and key.
   void load_file(const std::filesystem::path& path);
 
+  /// The effective settings, for a person to read (kc config check): every
+  /// kc key with its current value (defaults included) in the order of the
+  /// key table above, then every `librdkafka.<prop>` that is set, sorted.
+  /// Values are in the text form set() takes (an unset optional is ""). With
+  /// `redact`, the value of every secret key (is_secret_key()) is
+  /// "[redacted]" (empty ones stay empty) and so is a password in
+  /// schema_registry.url's `user:password@`. Does not block; throws
+  /// std::bad_alloc only.
+  std::vector<std::pair<std::string, std::string>> effective(bool redact = true) const;
+
+  /// True for keys whose values are secrets: schema_registry.basic_auth,
+  /// .bearer_token and .key_password, and `librdkafka.<prop>` for every
+  /// property librdkafka treats as sensitive (sasl.password, sasl.username,
+  /// ssl.key.password, ssl.key.pem, ssl.key.location, ssl.keystore.password,
+  /// ssl.ca.pem, sasl.oauthbearer.config, sasl.oauthbearer.client.secret,
+  /// sasl.oauthbearer.assertion.private.key.*) or whose name says password,
+  /// secret or passphrase. set() registers the values of those that are
+  /// secrets proper (not user names or file paths) with
+  /// kc::log::register_secret() before it validates them, and its errors
+  /// never quote them. Thread-safe, does not block.
+  static bool is_secret_key(std::string_view key) noexcept;
+
   /// Reads KC_* variables from `envp` (a null-terminated array like `environ`).
   /// Variables of kc's scripts are ignored (KC_CACHE, KC_KAFKA_*, KC_TEST_*,
   /// KC_BENCH_*, KC_SR_*, KC_FUZZ_*, KC_POSTGRES_*, KC_DEBIAN_MIRROR, KC_LIBRDKAFKA_MIN,
-  /// KC_LIBRDKAFKA_PREFERRED, KC_CONFLUENT_KAFKA_VERSION); any other unknown
+  /// KC_LIBRDKAFKA_PREFERRED, KC_CONFLUENT_KAFKA_VERSION), and so are the kc
+  /// tool's log settings (KC_LOG_FORMAT, KC_LOG_LEVEL); any other unknown
   /// KC_* name is an error.
   void load_env(const char* const* envp);
 

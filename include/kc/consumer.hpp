@@ -16,6 +16,7 @@
 #include "kc/config.hpp"
 #include "kc/exactly_once.hpp"
 #include "kc/message.hpp"
+#include "kc/metrics.hpp"
 #include "kc/types.hpp"
 
 namespace kc {
@@ -179,6 +180,15 @@ class Consumer {
 
   /// The bootstrap servers in use (the embedded broker's when it runs).
   const std::string& bootstrap_servers() const noexcept;
+
+  /// The consumer's metrics (see README "Metrics and health"): what
+  /// /metrics serves when metrics.port is set, kept whether or not it is.
+  /// Add the application's own families here to serve them on the same
+  /// endpoint. Lives as long as the Consumer; any thread.
+  metrics::Registry& metrics() noexcept;
+  /// The port of the metrics endpoint (the chosen one when metrics.port is
+  /// 0), started by the constructor; 0 when metrics.port is not set.
+  std::uint16_t metrics_port() const noexcept;
 
   struct Impl;  // opaque; declared public only so librdkafka's C callbacks can reach it
 

@@ -24,6 +24,7 @@ enum class errc {
   registry_not_found,      ///< the Schema Registry has no such schema, subject or version
   registry_unavailable,    ///< the Schema Registry could not be reached or failed (5xx); retriable
   registry_rejected,       ///< the Schema Registry refused a request (4xx: auth, incompatible, ...)
+  queue_full,              ///< a producer's local queue is full (queue.buffering.max.messages/kbytes); retriable
 };
 
 /// The error category of kc::errc; name "kc".

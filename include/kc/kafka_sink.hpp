@@ -54,9 +54,11 @@ class KafkaTransactionalSink final : public TransactionalSink {
     /// the one it replaces and aborts its open transaction at once.
     std::string transactional_id;
     /// Extra producer properties (transaction.timeout.ms, linger.ms, ...);
-    /// enable.idempotence=true and acks=all are set first (librdkafka refuses
-    /// other values with a transactional.id); transactional.id is not allowed
-    /// here.
+    /// kc::Producer's defaults (enable.idempotence=true, acks=all,
+    /// compression.type=lz4, linger.ms=5, batch.size=65536) and
+    /// retry.backoff.ms=20 are set first (librdkafka refuses other idempotence
+    /// or acks values with a transactional.id); transactional.id is not
+    /// allowed here.
     std::map<std::string, std::string> librdkafka;
     /// Bound of each blocking step: init_transactions, one commit (offsets
     /// and commit together), one abort; also of produce()'s wait while the

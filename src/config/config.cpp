@@ -9,6 +9,7 @@
 #include <string>
 #include <toml++/toml.h>
 
+#include "config/keys.hpp"
 #include "kc/error.hpp"
 #include "rdkafka/handles.hpp"
 
@@ -218,6 +219,29 @@ constexpr KeyDef kKeys[] = {
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
        c.parallel.revoke_timeout = std::chrono::milliseconds(parse_uint(k, v, s));
      }},
+    {"metrics.port",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       const auto n = parse_uint(k, v, s);
+       if (n > 65535) {
+         invalid(k, s, "expected a TCP port (0-65535; 0: an ephemeral port)");
+       }
+       c.metrics.port = static_cast<std::uint16_t>(n);
+     }},
+    {"metrics.bind",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       if (v.empty()) {
+         invalid(k, s, "must not be empty (0.0.0.0: every interface)");
+       }
+       c.metrics.bind = std::string(v);
+     }},
+    {"metrics.statistics_interval_ms",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       c.metrics.statistics_interval = std::chrono::milliseconds(parse_uint(k, v, s));
+     }},
+    {"health.max_poll_gap_ms",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       c.metrics.max_poll_gap = std::chrono::milliseconds(parse_uint(k, v, s));
+     }},
     {"schema_registry.url",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
        if (!v.starts_with("http://") && !v.starts_with("https://")) {
@@ -311,7 +335,8 @@ bool is_script_variable(std::string_view name) {
          name.starts_with("KC_BENCH_") || name.starts_with("KC_SR_") || name.starts_with("KC_FUZZ_") ||
          name.starts_with("KC_POSTGRES_") ||
          name == "KC_CONFLUENT_KAFKA_VERSION" || name.starts_with("KC_LIBRDKAFKA_PREFERRED") ||
-         name == "KC_LIBRDKAFKA_MIN" || name == "KC_DEBIAN_MIRROR";
+         name == "KC_LIBRDKAFKA_MIN" || name == "KC_DEBIAN_MIRROR" ||
+         name == "KC_LOG_FORMAT" || name == "KC_LOG_LEVEL";  // the kc tool's (tools/kc/main.cpp)
 }
 
 std::string toml_to_text(const toml::node& node, std::string_view key, std::string_view source) {
@@ -354,6 +379,8 @@ void flatten(ConsumerConfig& cfg, const toml::table& table, const std::string& p
 }  // namespace
 
 void ConsumerConfig::set(std::string_view key, std::string_view value, std::string_view source) {
+  // Before any validation: a secret that is refused must stay masked too.
+  detail::register_config_secret(key, value);
   if (key.starts_with(kRdkafkaPrefix)) {
     const auto prop = key.substr(kRdkafkaPrefix.size());
     if (prop.empty()) {
@@ -455,5 +482,17 @@ void ConsumerConfig::validate() const {
     detail::conf_set(conf.get(), k, v);
   }
 }
+
+namespace detail {
+
+std::vector<std::string_view> config_keys() {
+  std::vector<std::string_view> out;
+  for (const auto& def : kKeys) {
+    out.push_back(def.key);
+  }
+  return out;
+}
+
+}  // namespace detail
 
 }  // namespace kc

@@ -1,13 +1,14 @@
 #include "deadletter/writer.hpp"
 
+#include "kc/error.hpp"
 #include "sink/text.hpp"
 
 #include <spdlog/spdlog.h>
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <cstring>
 #include <ctime>
-#include <fmt/format.h>
 
 namespace kc::detail {
 
@@ -22,8 +23,8 @@ struct DeadLetterWriter::Entry {
   std::vector<std::pair<std::string, std::optional<std::string>>> headers;  // original, then metadata
   std::string topic;
   std::int32_t partition = RD_KAFKA_PARTITION_UA;
-  bool in_producer = false;  // handed to librdkafka, report pending
-  bool retry = false;        // to a retry topic (not a dead letter)
+  bool in_producer = false;        // handed to librdkafka, report pending
+  bool retry = false;              // to a retry topic (not a dead letter)
   bool waiting_for_topic = false;  // the target topic is missing: not handed to librdkafka yet
   int failures = 0;
   std::chrono::steady_clock::time_point retry_at;
@@ -43,57 +44,47 @@ std::string big_endian(T v) {
 // Connection and security settings a producer shares with the consumer;
 // consumer-only properties would only draw librdkafka warnings.
 bool is_client_property(const std::string& k) {
-  static constexpr const char* kPrefixes[] = {"security.", "ssl.", "sasl.", "client.", "socket.", "broker.",
-                                              "api.version", "metadata.", "topic.metadata.", "reconnect.",
-                                              "connections.", "debug", "log_level", "resolve.", "enable.ssl"};
-  return std::any_of(std::begin(kPrefixes), std::end(kPrefixes),
-                     [&](const char* p) { return k.rfind(p, 0) == 0; });
+  static constexpr const char* kPrefixes[] = {
+      "security.",       "ssl.",       "sasl.",        "client.", "socket.",   "broker.",  "api.version", "metadata.",
+      "topic.metadata.", "reconnect.", "connections.", "debug",   "log_level", "resolve.", "enable.ssl"};
+  return std::any_of(std::begin(kPrefixes), std::end(kPrefixes), [&](const char* p) { return k.rfind(p, 0) == 0; });
+}
+
+ProducerConfig producer_config(const std::string& bootstrap, const std::map<std::string, std::string>& client_props) {
+  ProducerConfig pc;
+  pc.bootstrap_servers = bootstrap;
+  for (const auto& [k, v] : client_props) {
+    if (is_client_property(k)) {
+      pc.librdkafka.emplace(k, v);
+    }
+  }
+  // Dead letters are the last copy of a record that failed: kc::Producer's
+  // defaults (idempotence: no duplicates from producer retries; acks=all:
+  // every replica has it before the source is committed) are what they need,
+  // and the consumer's properties cannot change them (filtered above).
+  // A write that cannot complete comes back within this bound and is tried
+  // again by kc with its own backoff, which keeps the outage visible in the log.
+  pc.librdkafka["message.timeout.ms"] = "30000";
+  // The poll thread must not block on a full queue: that is a failed write.
+  pc.on_queue_full = QueueFull::error;
+  // The consumer drains with its own deadline before it destroys the writer;
+  // what is left then is read again by the group's next owner.
+  pc.close_timeout = std::chrono::milliseconds(0);
+  return pc;
 }
 
 }  // namespace
 
-void dead_letter_report(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) noexcept {
-  try {
-    auto* self = static_cast<DeadLetterWriter*>(opaque);
-    const auto id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(m->_private));
-    self->reports_.emplace_back(id, m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? std::string() : rd_kafka_err2str(m->err));
-  } catch (...) {
-    spdlog::error("kc: dead-letter delivery report could not be recorded");
-  }
-}
-
-DeadLetterWriter::DeadLetterWriter(const std::string& bootstrap,
-                                   const std::map<std::string, std::string>& client_props, DeadLetterPolicy policy,
-                                   std::string group)
-    : policy_(std::move(policy)), group_(std::move(group)) {
-  ConfPtr conf(rd_kafka_conf_new());
-  conf_set(conf.get(), "bootstrap.servers", bootstrap);
-  for (const auto& [k, v] : client_props) {
-    if (is_client_property(k)) {
-      conf_set(conf.get(), k, v);
-    }
-  }
-  // Dead letters are the last copy of a record that failed: no duplicates
-  // from producer retries, every replica before the source is committed.
-  conf_set(conf.get(), "enable.idempotence", "true");
-  conf_set(conf.get(), "acks", "all");
-  conf_set(conf.get(), "linger.ms", "5");
-  // A write that cannot complete comes back within this bound and is tried
-  // again by kc with its own backoff, which keeps the outage visible in the log.
-  conf_set(conf.get(), "message.timeout.ms", "30000");
-  rd_kafka_conf_set_dr_msg_cb(conf.get(), dead_letter_report);
-  rd_kafka_conf_set_opaque(conf.get(), this);
-  rk_ = make_handle(RD_KAFKA_PRODUCER, std::move(conf));
-}
+DeadLetterWriter::DeadLetterWriter(const std::string& bootstrap, const std::map<std::string, std::string>& client_props,
+                                   DeadLetterPolicy policy, std::string group)
+    : policy_(std::move(policy)), group_(std::move(group)), producer_(producer_config(bootstrap, client_props)) {}
 
 DeadLetterWriter::~DeadLetterWriter() {
   if (!entries_.empty()) {
     spdlog::warn("kc: {} dead letters were not acknowledged; their records were not committed and are read again",
                  entries_.size());
   }
-  // Purge before destroy so rd_kafka_destroy does not wait for them.
-  rd_kafka_purge(rk_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-  rd_kafka_poll(rk_.get(), 0);
+  // producer_ (destroyed first) purges what is in flight.
 }
 
 std::size_t DeadLetterWriter::in_flight(const TopicPartition& tp) const noexcept {
@@ -104,20 +95,11 @@ std::size_t DeadLetterWriter::in_flight(const TopicPartition& tp) const noexcept
 std::optional<std::int32_t> DeadLetterWriter::partition_for(const std::string& topic, std::int32_t source_partition) {
   auto& info = topics_[topic];
   const auto now = std::chrono::steady_clock::now();
-  if (info.partitions < 0 && (info.checked == std::chrono::steady_clock::time_point{} ||
-                              now - info.checked >= kTopicRecheck)) {
+  if (info.partitions < 0 &&
+      (info.checked == std::chrono::steady_clock::time_point{} || now - info.checked >= kTopicRecheck)) {
     info.checked = now;
-    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk_.get(), topic.c_str(), nullptr);
-    const rd_kafka_metadata_t* md = nullptr;
-    if (rkt != nullptr && rd_kafka_metadata(rk_.get(), 0, rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        info.partitions = md->topics[0].partition_cnt;
-      }
-      rd_kafka_metadata_destroy(md);
-    }
-    if (rkt != nullptr) {
-      rd_kafka_topic_destroy(rkt);
-    }
+    std::error_code ec;  // no answer: as missing, checked again later
+    info.partitions = producer_.partition_count(topic, std::chrono::milliseconds(2000), ec).value_or(-1);
   }
   if (info.partitions < 0) {
     return std::nullopt;  // missing (or the cluster cannot say): hold the write
@@ -135,9 +117,10 @@ bool DeadLetterWriter::route(Entry& e, std::chrono::steady_clock::time_point now
     e.retry_at = now + kTopicRecheck;
     e.waiting_for_topic = true;
     if (missing_reported_.insert(e.topic).second) {
-      spdlog::error("kc: dead-letter topic {} does not exist (or is not visible): dead letters wait for it, and "
-                    "the commit point of their partitions stays before them",
-                    e.topic);
+      spdlog::error(
+          "kc: dead-letter topic {} does not exist (or is not visible): dead letters wait for it, and "
+          "the commit point of their partitions stays before them",
+          e.topic);
     }
     return false;
   }
@@ -152,7 +135,7 @@ bool DeadLetterWriter::route(Entry& e, std::chrono::steady_clock::time_point now
 }
 
 std::unique_ptr<DeadLetterWriter::Entry> DeadLetterWriter::copy_record(const rd_kafka_message_t* m,
-                                                                        bool drop_retry_headers) {
+                                                                       bool drop_retry_headers) {
   auto e = std::make_unique<Entry>();
   e->id = next_id_++;
   e->source = {rd_kafka_topic_name(m->rkt), Partition{m->partition}};
@@ -175,8 +158,9 @@ std::unique_ptr<DeadLetterWriter::Entry> DeadLetterWriter::copy_record(const rd_
       if (drop_retry_headers && std::string_view(name).starts_with(kRetryHeaderPrefix)) {
         continue;  // replaced by the next retry's own
       }
-      e->headers.emplace_back(name, val == nullptr ? std::nullopt
-                                                   : std::optional<std::string>(std::string(static_cast<const char*>(val), size)));
+      e->headers.emplace_back(name, val == nullptr
+                                        ? std::nullopt
+                                        : std::optional<std::string>(std::string(static_cast<const char*>(val), size)));
     }
   }
   return e;
@@ -243,33 +227,49 @@ void DeadLetterWriter::write_retry(const rd_kafka_message_t* m, const std::strin
   enqueue(std::move(e), topic);
 }
 
+namespace {
+
+std::optional<Bytes> bytes_of(const std::optional<std::string>& s) {
+  if (!s) {
+    return std::nullopt;
+  }
+  return Bytes(reinterpret_cast<const std::byte*>(s->data()), s->size());
+}
+
+}  // namespace
+
 void DeadLetterWriter::produce(Entry& e) {
-  rd_kafka_headers_t* hdrs = rd_kafka_headers_new(e.headers.size());
-  for (const auto& [n, v] : e.headers) {
-    rd_kafka_header_add(hdrs, n.data(), static_cast<ssize_t>(n.size()), v ? v->data() : nullptr,
-                        v ? static_cast<ssize_t>(v->size()) : 0);
-  }
-  void* key = e.key ? e.key->data() : nullptr;
-  const std::size_t key_len = e.key ? e.key->size() : 0;
-  void* value = e.value ? e.value->data() : nullptr;
-  const std::size_t value_len = e.value ? e.value->size() : 0;
-  void* opaque = reinterpret_cast<void*>(static_cast<std::uintptr_t>(e.id));
-  const auto err = rd_kafka_producev(rk_.get(), RD_KAFKA_V_TOPIC(e.topic.c_str()), RD_KAFKA_V_PARTITION(e.partition),
-                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
-                                     RD_KAFKA_V_VALUE(value, value_len), RD_KAFKA_V_HEADERS(hdrs),
-                                     RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
-  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+  const auto id = e.id;
+  const ProducerRecord record{e.topic, bytes_of(e.key), bytes_of(e.value), e.partition, e.headers};
+  // Runs on the producer's delivery thread: only hands the result over.
+  auto on_delivery = [this, id](const DeliveryReport& r) {
+    {
+      const std::lock_guard lock(reports_mu_);
+      reports_.emplace_back(id, r.ok() ? std::string() : r.message);
+    }
+    reports_cv_.notify_all();
+  };
+  try {
+    producer_.produce(record, std::move(on_delivery));
     e.in_producer = true;
-    return;
+  } catch (const Error& err) {
+    // Not enqueued (queue full, too large, ...): a failed write like any
+    // other. The throwing form for its text; this path is rare.
+    const std::lock_guard lock(reports_mu_);
+    reports_.emplace_back(e.id, err.what());
   }
-  rd_kafka_headers_destroy(hdrs);  // not taken over on failure
-  reports_.emplace_back(e.id, rd_kafka_err2str(err));
 }
 
 void DeadLetterWriter::poll(std::vector<DeadLetterAck>& acked, std::chrono::milliseconds wait) {
-  rd_kafka_poll(rk_.get(), static_cast<int>(wait.count()));
+  {
+    std::unique_lock lock(reports_mu_);
+    if (reports_.empty() && wait.count() > 0) {
+      reports_cv_.wait_for(lock, wait, [&] { return !reports_.empty(); });
+    }
+    taken_.swap(reports_);
+  }
   const auto now = std::chrono::steady_clock::now();
-  for (auto& [id, error] : reports_) {
+  for (auto& [id, error] : taken_) {
     const auto it = entries_.find(id);
     if (it == entries_.end()) {
       continue;  // forgotten after a revoke
@@ -296,7 +296,7 @@ void DeadLetterWriter::poll(std::vector<DeadLetterAck>& acked, std::chrono::mill
                 e.source.topic, to_int(e.source.partition), e.offset, e.topic, error, e.failures, delay.count(),
                 e.source.topic, to_int(e.source.partition), e.offset);
   }
-  reports_.clear();
+  taken_.clear();
   for (auto& [id, e] : entries_) {
     if (!e->in_producer && (e->failures > 0 || e->waiting_for_topic) && e->retry_at <= now) {
       if (route(*e, now)) {
@@ -308,7 +308,8 @@ void DeadLetterWriter::poll(std::vector<DeadLetterAck>& acked, std::chrono::mill
 
 bool DeadLetterWriter::drain(std::vector<DeadLetterAck>& acked, std::chrono::steady_clock::time_point deadline) {
   while (!entries_.empty()) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       return false;
     }

@@ -6,18 +6,20 @@
 #include <librdkafka/rdkafka.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
-#include <string>
 #include <set>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "kc/deadletter.hpp"
+#include "kc/producer.hpp"
 #include "kc/types.hpp"
-#include "rdkafka/handles.hpp"
 
 namespace kc::detail {
 
@@ -35,15 +37,18 @@ struct DeadLetterCause {
   int attempts = 1;
 };
 
-/// Produces dead letters with an idempotent producer (acks=all).
-/// Threads: all calls on one thread (the poll thread); delivery reports are
-/// served inside poll() and drain() on that thread.
+/// Produces dead letters with a kc::Producer (kc's one producer path, its
+/// defaults: idempotent, acks=all) that never blocks: a full queue is a
+/// failed write, retried with the policy's backoff.
+/// Threads: all calls on one thread (the poll thread). The producer's
+/// delivery thread only queues the reports; poll() and drain() apply them
+/// on the poll thread, so acknowledgements reach the offsets there as before.
 /// Ownership: each record is copied at write(); the copy lives until the
 /// broker acknowledged its dead letter.
 class DeadLetterWriter {
  public:
   /// Creates the producer (no I/O yet). `client_props` are the consumer's
-  /// connection and security properties. Throws kc::Error.
+  /// properties: their connection and security ones are used. Throws kc::Error.
   DeadLetterWriter(const std::string& bootstrap, const std::map<std::string, std::string>& client_props,
                    DeadLetterPolicy policy, std::string group);
   ~DeadLetterWriter();
@@ -61,8 +66,9 @@ class DeadLetterWriter {
   void write_retry(const rd_kafka_message_t* m, const std::string& topic, int next_attempt, std::int64_t due_ms,
                    const std::string& origin);
 
-  /// Serves delivery reports and re-writes whose backoff has passed; appends
-  /// acknowledged dead letters to `acked`. Waits up to `wait` for a report.
+  /// Applies the delivery reports that came in and re-writes whose backoff
+  /// has passed; appends acknowledged dead letters to `acked`. Waits up to
+  /// `wait` for a report when none is there.
   void poll(std::vector<DeadLetterAck>& acked, std::chrono::milliseconds wait = std::chrono::milliseconds(0));
 
   /// Polls until nothing is in flight or `deadline`; returns true when drained.
@@ -93,7 +99,6 @@ class DeadLetterWriter {
 
   DeadLetterPolicy policy_;
   std::string group_;
-  HandlePtr rk_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Entry>> entries_;
   std::map<TopicPartition, std::size_t> per_partition_;
   std::uint64_t next_id_ = 1;
@@ -104,9 +109,15 @@ class DeadLetterWriter {
   };
   std::map<std::string, TopicInfo> topics_;
   std::set<std::string> missing_reported_;
-  std::vector<std::pair<std::uint64_t, std::string>> reports_;  // id, error ("" = ok): filled by the callback
-
-  friend void dead_letter_report(rd_kafka_t*, const rd_kafka_message_t*, void*) noexcept;
+  // id, error ("" = ok): filled by the delivery callbacks (producer's
+  // delivery thread) and by failed enqueues (poll thread), under reports_mu_.
+  std::mutex reports_mu_;
+  std::condition_variable reports_cv_;
+  std::vector<std::pair<std::uint64_t, std::string>> reports_;
+  std::vector<std::pair<std::uint64_t, std::string>> taken_;  // poll()'s scratch
+  // Last, so it is destroyed first: its destructor purges what is in flight
+  // and the callbacks of those records still use reports_.
+  Producer producer_;
 };
 
 }  // namespace kc::detail

@@ -1,5 +1,7 @@
-// One rd_kafka_producev call with copies of key, value and headers, shared
-// by kc::Producer and the transactional Kafka sink. Private to kc.
+// One rd_kafka_producev call with copies of key, value and headers: the one
+// place kc hands a record to librdkafka (kc::Producer, and through it the
+// dead-letter writer, kc produce and kc dlq redrive; the transactional Kafka
+// sink). Private to kc.
 #pragma once
 
 #include <librdkafka/rdkafka.h>
@@ -7,22 +9,24 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
-#include <vector>
 
 #include "kc/message.hpp"
+#include "kc/producer.hpp"
 
 namespace kc::detail {
 
-using HeaderList = std::vector<std::pair<std::string, std::optional<std::string>>>;
-
 /// Enqueues one record (librdkafka copies key, value and headers). A present
-/// but empty key or value stays empty, distinct from null. Returns
-/// librdkafka's error (e.g. __QUEUE_FULL, to be retried after a poll); on an
-/// error nothing was taken over. Does not block.
+/// but empty key or value stays empty, distinct from null. `opaque` comes
+/// back in the delivery report (rd_kafka_message_t::_private). Returns
+/// librdkafka's error (e.g. __QUEUE_FULL, to be retried once deliveries
+/// freed room); on an error nothing was taken over. Does not block.
+/// Threads: any (rd_kafka_producev is thread-safe).
 inline rd_kafka_resp_err_t produce_copy(rd_kafka_t* rk, const std::string& topic, std::optional<Bytes> key,
-                                        std::optional<Bytes> value, std::int32_t partition, const HeaderList& headers) {
+                                        std::optional<Bytes> value, std::int32_t partition,
+                                        std::span<const ProducerHeader> headers, void* opaque = nullptr) {
   // librdkafka reads a null pointer as a null key or value: an empty one
   // needs a non-null pointer.
   static const std::byte kEmpty{};
@@ -41,7 +45,8 @@ inline rd_kafka_resp_err_t produce_copy(rd_kafka_t* rk, const std::string& topic
   }
   const auto err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key_ptr, key_len),
-                                     RD_KAFKA_V_VALUE(value_ptr, value_len), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                                     RD_KAFKA_V_VALUE(value_ptr, value_len), RD_KAFKA_V_HEADERS(hdrs),
+                                     RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nullptr) {
     rd_kafka_headers_destroy(hdrs);  // not taken over on failure
   }

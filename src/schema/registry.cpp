@@ -29,6 +29,7 @@
 #include <unordered_set>
 
 #include "kc/error.hpp"
+#include "kc/log.hpp"
 #include "kc/schema.hpp"
 #include "sink/text.hpp"
 
@@ -289,6 +290,7 @@ struct SchemaRegistry::Impl {
     for (const std::string* s : {&config.basic_auth, &config.bearer_token, &config.key_password, &password}) {
       if (!s->empty()) {
         secrets.push_back(*s);
+        log::register_secret(*s);  // masked in every log line too, not only in ours
       }
     }
     if (config.max_retries < 0 || config.timeout.count() <= 0 || config.retry_backoff.count() < 0 ||

@@ -8,6 +8,8 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <cstdlib>
+#include <cstring>
 #include <csignal>
 #include <unistd.h>
 
@@ -59,6 +61,15 @@ void rebalance_trampoline(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_p
     static_cast<Consumer::Impl*>(opaque)->fatal_error = std::string("rebalance handling failed: ") + e.what();
     static_cast<Consumer::Impl*>(opaque)->stop_requested.store(1);
   }
+}
+
+int stats_trampoline(rd_kafka_t*, char* json, std::size_t len, void* opaque) noexcept {
+  try {
+    static_cast<Consumer::Impl*>(opaque)->metrics.rdkafka_stats(json, len);
+  } catch (...) {
+    spdlog::warn("kc: librdkafka statistics not understood");
+  }
+  return 0;  // librdkafka frees the JSON
 }
 
 void error_trampoline(rd_kafka_t*, int err, const char* reason, void* opaque) noexcept {
@@ -115,8 +126,24 @@ void Consumer::Impl::build() {
   // Records of transactions count only once committed (librdkafka's
   // default too; explicit because exactly-once depends on it).
   detail::conf_set(conf.get(), "isolation.level", "read_committed");
+  if (config.metrics.statistics_interval.count() > 0) {
+    // Lag, fetch queues and broker round trips for /metrics.
+    detail::conf_set(conf.get(), "statistics.interval.ms", std::to_string(config.metrics.statistics_interval.count()));
+  }
   for (const auto& [k, v] : config.librdkafka) {
     detail::conf_set(conf.get(), k, v);
+  }
+  {
+    char buf[32];
+    std::size_t size = sizeof buf;
+    if (rd_kafka_conf_get(conf.get(), "max.poll.interval.ms", buf, &size) == RD_KAFKA_CONF_OK) {
+      max_poll_interval = std::chrono::milliseconds(std::strtoll(buf, nullptr, 10));
+    }
+    size = sizeof buf;
+    if (rd_kafka_conf_get(conf.get(), "statistics.interval.ms", buf, &size) == RD_KAFKA_CONF_OK &&
+        std::strtoll(buf, nullptr, 10) > 0) {
+      rd_kafka_conf_set_stats_cb(conf.get(), stats_trampoline);
+    }
   }
   // Set last: kc owns these (validated false above); at-least-once depends on them.
   detail::conf_set(conf.get(), "enable.auto.commit", "false");
@@ -136,6 +163,28 @@ void Consumer::Impl::build() {
   if (config.dead_letter.enabled || config.retry.use_topics) {
     dlq = std::make_unique<detail::DeadLetterWriter>(bootstrap, config.librdkafka, config.dead_letter, config.group);
   }
+  if (config.metrics.port) {
+    const auto max_gap =
+        config.metrics.max_poll_gap.count() > 0 ? config.metrics.max_poll_gap : max_poll_interval / 2;
+    server = std::make_unique<kc::metrics::Server>(
+        kc::metrics::Server::Options{config.metrics.bind, *config.metrics.port}, metrics.registry(),
+        [this, max_gap, interval = max_poll_interval] { return metrics.liveness(max_gap, interval); },
+        [this] { return metrics.readiness(); });
+    spdlog::info("kc: metrics on http://{}:{}/metrics (health: /healthz, /readyz)", config.metrics.bind,
+                 server->port());
+  }
+}
+
+void Consumer::Impl::publish_gauges(Clock::time_point now) {
+  gauges_at = now;
+  std::size_t paused = 0;
+  for (const auto& [tp, st] : parts) {
+    if (st->kc_paused || st->waiting || st->halted || st->dlq_paused || st->eos != PartitionState::Eos::live) {
+      ++paused;
+    }
+  }
+  const double in_flight = parallel ? static_cast<double>(dispatcher->in_flight()) : 0.0;
+  metrics.loop_state(in_flight, static_cast<double>(paused), static_cast<double>(parts.size()));
 }
 
 void Consumer::Impl::release_handle(int destroy_flags) {
@@ -180,6 +229,7 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
       auto& el = list->elems[i];
       auto st = std::make_unique<PartitionState>();
       st->tp = tps[static_cast<std::size_t>(i)];
+      st->metrics = metrics.topic(st->tp.topic);
       st->retry_topic = retry_topics.contains(st->tp.topic);
       if (hooks.stored_offset) {
         // A failure here must not fall back silently to the group's offset:
@@ -224,6 +274,8 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
         set_paused(tp, true);  // the sink could not claim it yet
       }
     }
+    metrics.rebalance("assign");
+    metrics.joined(true);  // an empty assignment too: idle by design, still a member
     if (!tps.empty()) {
       // The idle clock runs while partitions are held: it starts (again) at a
       // non-empty assignment, not at an empty one (cooperative rounds, a
@@ -245,6 +297,8 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
       // Someone else may own them already: committing now could move their
       // commit point backwards or past their work. Drop everything.
       spdlog::warn("kc: lost {} (nothing committed for them)", describe(tps));
+      metrics.rebalance("lost");
+      metrics.joined(false);
       if (parallel) {
         revoke_parallel(tps, true);
       }
@@ -256,6 +310,7 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
         run_hook("on_lost", [&] { hooks.on_lost(tps); });
       }
     } else {
+      metrics.rebalance("revoke");
       // Handlers run on this thread; what can still be in flight is dead
       // letters: wait for them (bounded), then commit what is done.
       if (parallel) {
@@ -316,6 +371,7 @@ void Consumer::Impl::drop_state(const std::vector<TopicPartition>& tps) {
       if (it->second->acked >= 0) {
         stats.committed[tp] = Offset{it->second->acked};
       }
+      metrics.forget(tp);
       if (parallel && it->second->pid.slot < by_slot.size() && by_slot[it->second->pid.slot] == it->second.get()) {
         by_slot[it->second->pid.slot] = nullptr;  // its late completions find no partition
       }
@@ -332,9 +388,12 @@ void Consumer::Impl::on_commit_result(rd_kafka_resp_err_t err, const rd_kafka_to
   }
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     ++stats.commits_failed;
+  metrics.commit(false);
+    metrics.commit(false);
     spdlog::warn("kc: commit failed: {} (tracking kept; retried at the next commit)", rd_kafka_err2str(err));
   } else {
     ++stats.commits_ok;
+    metrics.commit(true);
   }
   if (offsets == nullptr) {
     return;
@@ -347,6 +406,7 @@ void Consumer::Impl::on_commit_result(rd_kafka_resp_err_t err, const rd_kafka_to
     const TopicPartition tp{el.topic, Partition{el.partition}};
     if (auto it = parts.find(tp); it != parts.end()) {
       it->second->acked = std::max(it->second->acked, el.offset);
+      metrics.committed(tp, it->second->acked);
     }
     auto& c = stats.committed[tp];
     c = Offset{std::max(to_int(c), el.offset)};
@@ -471,6 +531,8 @@ void Consumer::Impl::commit_async() {
   const auto err = rd_kafka_commit_queue(rk.get(), list.get(), commit_queue.get(), nullptr, nullptr);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     ++stats.commits_failed;
+  metrics.commit(false);
+    metrics.commit(false);
     spdlog::warn("kc: commit request failed: {} (retried at the next commit)", rd_kafka_err2str(err));
     return;
   }
@@ -492,6 +554,8 @@ bool Consumer::Impl::commit_sync(const std::vector<TopicPartition>* only, Clock:
   const auto err = rd_kafka_commit_queue(rk.get(), list.get(), q.get(), nullptr, nullptr);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     ++stats.commits_failed;
+  metrics.commit(false);
+    metrics.commit(false);
     spdlog::warn("kc: synchronous commit failed: {}", rd_kafka_err2str(err));
     return false;
   }
@@ -510,6 +574,7 @@ bool Consumer::Impl::commit_sync(const std::vector<TopicPartition>* only, Clock:
     rd_kafka_event_destroy(ev);
   }
   ++stats.commits_failed;
+  metrics.commit(false);
   spdlog::warn("kc: synchronous commit timed out");
   return false;
 }
@@ -590,13 +655,17 @@ void Consumer::Impl::on_message(rd_kafka_message_t* m) {
   }
   st->offsets.handed_out(m->offset);
   ++stats.consumed;
+  st->metrics->consumed->inc();
   Outcome outcome = Outcome::retry;
   std::exception_ptr error;
+  const auto began = Clock::now();
   try {
     outcome = handler(Message(m, attempt));
   } catch (...) {
     error = std::current_exception();
   }
+  detail::ConsumerMetrics::observe(*st->metrics, std::chrono::duration<double>(Clock::now() - began).count(),
+                                   rd_kafka_message_timestamp(m, nullptr));
   if (eos && !eos_record_end(!error && outcome == Outcome::done)) {
     return;  // the transaction failed: everything since the last commit is redone
   }
@@ -604,9 +673,11 @@ void Consumer::Impl::on_message(rd_kafka_message_t* m) {
     st->offsets.done(m->offset);
     st->retry_offset = -1;
     ++stats.done;
+    st->metrics->processed->inc();
     ++done_since_commit;
     return;
   }
+  st->metrics->failed->inc();
   if (stop_requested.load(std::memory_order_relaxed) != 0) {
     // Stopping: a record that fails now is neither retried nor dead-lettered
     // but left for the next run; being not done, it holds the commit point.
@@ -672,6 +743,7 @@ void Consumer::Impl::fail(PartitionState& st, const rd_kafka_message_t* m, int a
     const auto due = detail::epoch_ms_now() + delay.count();
     dlq->write_retry(m, topic, attempt + 1, due, origin);
     ++stats.retried;
+    st.metrics->retried->inc();
     spdlog::info("kc: {}[{}] offset {}: {}: {}; to {} for attempt {} of {} in {} ms", st.tp.topic,
                  to_int(st.tp.partition), m->offset, f.type, f.message, topic, attempt + 1, config.retry.max_attempts,
                  delay.count());
@@ -681,6 +753,7 @@ void Consumer::Impl::fail(PartitionState& st, const rd_kafka_message_t* m, int a
     const auto delay = backoff.delay(config.retry, attempt + 1);
     wait_for(st, m->offset, attempt + 1, Clock::now() + delay);
     ++stats.retried;
+    st.metrics->retried->inc();
     spdlog::info("kc: {}[{}] offset {}: {}: {}; attempt {} of {} in {} ms", st.tp.topic, to_int(st.tp.partition),
                  m->offset, f.type, f.message, attempt + 1, config.retry.max_attempts, delay.count());
     return;
@@ -770,6 +843,7 @@ void Consumer::Impl::apply_dead_letter_acks() {
     auto& st = *it->second;
     if (st.offsets.done(ack.offset)) {
       stats.dead_lettered += ack.retry ? 0 : 1;
+      st.metrics->dead_lettered->inc(ack.retry ? 0 : 1);
       ++done_since_commit;
       st.metadata_dirty = true;
     }
@@ -881,6 +955,10 @@ Consumer::Consumer(ConsumerConfig config, AsyncHandler handler, ConsumerHooks ho
 
 const std::string& Consumer::bootstrap_servers() const noexcept { return impl_->bootstrap; }
 
+metrics::Registry& Consumer::metrics() noexcept { return impl_->metrics.registry(); }
+
+std::uint16_t Consumer::metrics_port() const noexcept { return impl_->server ? impl_->server->port() : 0; }
+
 void Consumer::stop() noexcept {
   int expected = 0;
   impl_->stop_requested.compare_exchange_strong(expected, 1);
@@ -929,7 +1007,9 @@ RunResult Consumer::run() {
     }
     return s.config.max_messages != 0 && s.stats.done >= s.config.max_messages;
   };
+  s.metrics.running(true);
   while (s.stop_requested.load(std::memory_order_relaxed) == 0) {
+    s.metrics.polled();
     auto n = rd_kafka_consume_batch_queue(queue.get(), 0, batch.data(), kBatch);
     if (n <= 0) {
       batch[0] = rd_kafka_consumer_poll(rk, s.poll_timeout_ms());
@@ -965,6 +1045,9 @@ RunResult Consumer::run() {
       s.eos_recover(now);
     }
     s.maybe_commit(now);
+    if (now - s.gauges_at >= std::chrono::milliseconds(250)) {
+      s.publish_gauges(now);
+    }
     if (limit_reached()) {
       result.reason = StopReason::max_messages;
       break;
@@ -980,11 +1063,13 @@ RunResult Consumer::run() {
   }
 
   queue.reset();  // before the handle goes, in every path below
+  s.metrics.stopping();
 
   const int stop = s.stop_requested.load();
   if (!s.fatal_error.empty()) {
     result.reason = StopReason::fatal;
     result.error = s.fatal_error;
+    s.metrics.failed(s.fatal_error);
   } else if (stop == 1) {
     result.reason = StopReason::requested;
   }
@@ -1043,6 +1128,8 @@ RunResult Consumer::run() {
     s.stats.busy = (s.stats.consumed > 0 ? s.last_activity : end) - *s.first_assigned;
   }
   result.stats = s.stats;
+  s.publish_gauges(Clock::now());
+  s.metrics.running(false);
   return result;
 }
 

@@ -19,6 +19,7 @@
 
 #include "kc/consumer.hpp"
 #include "kc/embedded.hpp"
+#include "kc/metrics.hpp"
 #include "deadletter/writer.hpp"
 #include "dispatch/dispatcher.hpp"
 #include "dispatch/workers.hpp"
@@ -26,6 +27,7 @@
 #include "offsets/tracker.hpp"
 #include "rdkafka/handles.hpp"
 #include "retry/backoff.hpp"
+#include "source/consumer_metrics.hpp"
 
 namespace kc {
 
@@ -71,6 +73,7 @@ using detail::Clock;
 struct Consumer::Impl {
   struct PartitionState {
     TopicPartition tp;
+    detail::TopicMetrics* metrics = nullptr;  // its topic's series
     detail::PartitionOffsets offsets;
     std::int64_t acked = -1;  // last commit point the broker acknowledged
     bool halted = false;      // a handler failed here: paused, nothing past it is done
@@ -127,9 +130,18 @@ struct Consumer::Impl {
     int attempt = 1;                    // of the run in progress or the next one
     bool running = false;               // a worker or the async work has it now
     bool counted = false;               // in `started` (its first run began)
+    Clock::time_point began;            // of the run in progress (processing latency)
   };
 
   ConsumerConfig config;
+  // Metrics and health: declared before everything that reports into them;
+  // the endpoint (`server`, started by build() when metrics.port is set)
+  // reads them from its own threads and is destroyed before them.
+  detail::ConsumerMetrics metrics;
+  std::unique_ptr<kc::metrics::Server> server;
+  Clock::time_point gauges_at;  // when loop_state() last ran
+  void publish_gauges(Clock::time_point now);
+  std::chrono::milliseconds max_poll_interval{300000};
   Handler handler;
   AsyncHandler async_handler;
   ConsumerHooks hooks;

@@ -137,14 +137,19 @@ bool Consumer::Impl::eos_commit() {
   }
   txn_open = false;
   ++stats.transactions;
+  metrics.transaction(true);
   for (const auto& o : offsets) {
     if (auto it = parts.find(o.tp); it != parts.end()) {
       it->second->acked = to_int(o.next);
     }
     stats.committed[o.tp] = o.next;
+    metrics.committed(o.tp, to_int(o.next));
   }
   if (eos->commits_group_offsets()) {
     stats.commits_ok += offsets.empty() ? 0 : 1;
+    if (!offsets.empty()) {
+      metrics.commit(true);
+    }
   } else if (!offsets.empty()) {
     eos_group_commit(nullptr);
   }
@@ -196,6 +201,7 @@ void Consumer::Impl::eos_failed(const std::exception& e, const char* during) {
   eos->abort();
   txn_open = false;
   ++stats.transactions_aborted;
+  metrics.transaction(false);
   if (is_fatal(e)) {
     fatal_error = std::string("exactly-once sink failed ") + during + ": " + e.what();
     spdlog::critical("kc: {}; stopping", fatal_error);
@@ -354,6 +360,7 @@ void Consumer::Impl::eos_revoke(const std::vector<TopicPartition>& tps, bool los
       eos->abort();
       txn_open = false;
       ++stats.transactions_aborted;
+      metrics.transaction(false);
       drop_state(tps);
       spdlog::warn("kc: the open transaction was aborted (partitions lost); rewinding the others");
       eos_rewind_all();

@@ -552,9 +552,12 @@ TEST(DlqRedrive, AFailedDeliveryIsNeverCommitted) {
   create_topic(bs, dlq, 1);
   create_topic(bs, target, 1);
   set_topic_config(bs, target, {{"max.message.bytes", "1024"}});
+  // Incompressible: the redrive's producer compresses (lz4), and 8000
+  // equal bytes would fit in 1024 once compressed.
+  const auto large = incompressible(8000);
   produce_records(bs, dlq,
                   {dead_letter({"k", "small-0", {{"id", "0"}}}, kc_headers({"orders", 0, 1}), 0),
-                   dead_letter({"k", std::string(8000, 'x'), {{"id", "1"}}}, kc_headers({"orders", 0, 2}), 0),
+                   dead_letter({"k", large, {{"id", "1"}}}, kc_headers({"orders", 0, 2}), 0),
                    dead_letter({"k", "small-2", {{"id", "2"}}}, kc_headers({"orders", 0, 3}), 0)});
   TempDir dir("kc-dlq-toolarge");
   const auto group = unique_name("kc-it-dlq-toolarge-g");

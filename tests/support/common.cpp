@@ -1,5 +1,5 @@
-#include <numeric>
 #include "support/common.hpp"
+#include <numeric>
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -87,6 +87,27 @@ TempDir::TempDir(std::string_view prefix) {
                   std::error_code(errno, std::generic_category()).message());
   }
   path_ = templ;
+}
+
+std::string incompressible(std::size_t size) {
+  std::mt19937 rng(test_seed());
+  std::string out(size, '\0');
+  for (auto& c : out) {
+    c = static_cast<char>(rng() & 0xff);
+  }
+  return out;
+}
+
+ScopedEnv::ScopedEnv(std::vector<std::pair<std::string, std::string>> vars) : vars_(std::move(vars)) {
+  for (const auto& [k, v] : vars_) {
+    ::setenv(k.c_str(), v.c_str(), 1);
+  }
+}
+
+ScopedEnv::~ScopedEnv() {
+  for (const auto& [k, v] : vars_) {
+    ::unsetenv(k.c_str());
+  }
 }
 
 TempDir::~TempDir() {

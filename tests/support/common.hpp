@@ -48,6 +48,11 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
 /// random. Tests print the seed they use.
 unsigned test_seed();
 
+/// `size` random bytes: a record that stays larger than `size` - a few bytes
+/// when a producer compresses it (lz4 by default in kc), for tests that need
+/// the broker to refuse a record as too large.
+std::string incompressible(std::size_t size);
+
 /// A fresh directory under $TMPDIR (or /tmp), removed by the destructor unless
 /// the current test failed or KC_TEST_KEEP is set; then it is kept and its
 /// path printed so its files (logs, sink output) can be inspected.
@@ -63,6 +68,20 @@ class TempDir {
 
  private:
   std::filesystem::path path_;
+};
+
+/// Environment variables for the processes a test starts (they inherit the
+/// test's environment): set by the constructor, unset by the destructor.
+/// Use from the test's thread while no librdkafka client of the fixtures runs.
+class ScopedEnv {
+ public:
+  explicit ScopedEnv(std::vector<std::pair<std::string, std::string>> vars);
+  ~ScopedEnv();
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::vector<std::pair<std::string, std::string>> vars_;
 };
 
 /// The whole content of a file ("" if it does not exist).

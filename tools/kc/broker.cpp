@@ -6,6 +6,7 @@
 
 #include "commands.hpp"
 #include "kc/embedded.hpp"
+#include "kc/log.hpp"
 
 namespace kc::tool {
 
@@ -30,8 +31,9 @@ int run_broker(const BrokerOptions& o) {
   }
   std::printf("%s\n", broker.bootstrap_servers().c_str());
   std::fflush(stdout);
-  std::fprintf(stderr, "kc broker: embedded mock broker at %s (librdkafka mock cluster; not for production data)\n",
-               broker.bootstrap_servers().c_str());
+  log::printf(LogLevel::info,
+              "kc broker: embedded mock broker at %s (librdkafka mock cluster; not for production data)\n",
+              broker.bootstrap_servers().c_str());
   int sig = 0;
   sigwait(&set, &sig);
   return 0;

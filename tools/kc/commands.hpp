@@ -47,6 +47,9 @@ struct ConsumeOptions {
   std::optional<std::uint64_t> max_in_flight;
   std::optional<std::uint64_t> max_in_flight_per_partition;
   std::optional<std::uint64_t> revoke_timeout_ms;
+  // The metrics endpoint (ConsumerConfig::metrics).
+  std::optional<std::uint64_t> metrics_port;
+  std::optional<std::string> metrics_bind;
   // A test handler: simulated I/O latency and CPU work per record.
   std::optional<std::uint64_t> simulate_latency_ms;
   std::uint64_t simulate_latency_jitter_ms = 0;

@@ -25,6 +25,7 @@
 #include "kc/deadletter.hpp"
 #include "kc/decode.hpp"
 #include "kc/error.hpp"
+#include "kc/log.hpp"
 #include "kc/schema.hpp"
 #include "kc/sink.hpp"
 
@@ -96,6 +97,9 @@ void add_consume_command(CLI::App& app, ConsumeOptions& o) {
                 "parallel: records in process at once per partition (default: --max-in-flight)");
   c->add_option("--revoke-timeout-ms", o.revoke_timeout_ms,
                 "parallel: on a revoke, wait up to N ms for the partitions' records in process (default 10000)");
+  c->add_option("--metrics-port", o.metrics_port,
+                "serve /metrics (Prometheus), /healthz and /readyz on this port (0: an ephemeral one, logged)");
+  c->add_option("--metrics-bind", o.metrics_bind, "address for --metrics-port (default 0.0.0.0)");
   auto* latency = c->add_option("--simulate-latency-ms", o.simulate_latency_ms,
                                 "test: every record also waits MS ms, as for I/O (asynchronous; a sleep on the "
                                 "workers with --concurrency)")
@@ -367,6 +371,12 @@ int run_consume(const ConsumeOptions& o) {
   if (o.revoke_timeout_ms) {
     cfg.set("parallel.revoke_timeout_ms", std::to_string(*o.revoke_timeout_ms), "flag --revoke-timeout-ms");
   }
+  if (o.metrics_port) {
+    cfg.set("metrics.port", std::to_string(*o.metrics_port), "flag --metrics-port");
+  }
+  if (o.metrics_bind) {
+    cfg.set("metrics.bind", *o.metrics_bind, "flag --metrics-bind");
+  }
   apply_registry_options(o.registry, cfg);
   // Three ways to run the handler. Simulated latency without worker threads:
   // the asynchronous form, completed by a timer thread. Worker threads: the
@@ -621,27 +631,28 @@ int run_consume(const ConsumeOptions& o) {
   }
   const std::string why_stopped =
       registry_failed ? "stopped by a schema registry failure" : std::string(reason_text(result.reason));
-  std::fprintf(stderr,
-               "kc consume: %s after %llu records in %.2f s (%.0f msg/s)\n"
-               "  done %llu, malformed %llu, retried %llu, dead-lettered %llu, failed %llu, skipped %llu, "
-               "late completions %llu, commits ok %llu, commits failed %llu%s\n"
-               "  committed offsets:%s\n",
-               why_stopped.c_str(), static_cast<unsigned long long>(st.consumed), secs,
-               secs > 0 ? static_cast<double>(st.consumed) / secs : 0.0, static_cast<unsigned long long>(st.done),
-               static_cast<unsigned long long>(malformed), static_cast<unsigned long long>(st.retried),
-               static_cast<unsigned long long>(st.dead_lettered), static_cast<unsigned long long>(st.failed),
-               static_cast<unsigned long long>(st.skipped), static_cast<unsigned long long>(st.late_completions),
-               static_cast<unsigned long long>(st.commits_ok), static_cast<unsigned long long>(st.commits_failed),
-               o.exactly_once ? fmt::format(", transactions {}, aborted {}", st.transactions,
-                                            st.transactions_aborted).c_str()
-                              : "",
-               committed.empty() ? " (none)" : committed.c_str());
+  // log::printf: plain text as before, or JSON lines with --log-format json; secrets masked.
+  log::printf(LogLevel::info,
+              "kc consume: %s after %llu records in %.2f s (%.0f msg/s)\n"
+              "  done %llu, malformed %llu, retried %llu, dead-lettered %llu, failed %llu, skipped %llu, "
+              "late completions %llu, commits ok %llu, commits failed %llu%s\n"
+              "  committed offsets:%s\n",
+              why_stopped.c_str(), static_cast<unsigned long long>(st.consumed), secs,
+              secs > 0 ? static_cast<double>(st.consumed) / secs : 0.0, static_cast<unsigned long long>(st.done),
+              static_cast<unsigned long long>(malformed), static_cast<unsigned long long>(st.retried),
+              static_cast<unsigned long long>(st.dead_lettered), static_cast<unsigned long long>(st.failed),
+              static_cast<unsigned long long>(st.skipped), static_cast<unsigned long long>(st.late_completions),
+              static_cast<unsigned long long>(st.commits_ok), static_cast<unsigned long long>(st.commits_failed),
+              o.exactly_once ? fmt::format(", transactions {}, aborted {}", st.transactions,
+                                           st.transactions_aborted).c_str()
+                             : "",
+              committed.empty() ? " (none)" : committed.c_str());
   if (result.reason == StopReason::fatal) {
-    std::fprintf(stderr, "kc consume: fatal: %s\n", result.error.c_str());
+    log::printf(LogLevel::error, "kc consume: fatal: %s\n", result.error.c_str());
     return 1;
   }
   if (registry_failed) {
-    std::fprintf(stderr, "kc consume: stopped: schema registry: %s\n", registry_error.c_str());
+    log::printf(LogLevel::error, "kc consume: stopped: schema registry: %s\n", registry_error.c_str());
     return 1;
   }
   return 0;

@@ -38,16 +38,18 @@
 #include <utility>
 
 #include "commands.hpp"
-#include "rdkafka/handles.hpp"
-#include "rdkafka/log.hpp"
-#include "sink/text.hpp"
 #include "kc/config.hpp"
 #include "kc/consumer.hpp"
 #include "kc/deadletter.hpp"
 #include "kc/decode.hpp"
 #include "kc/error.hpp"
+#include "kc/log.hpp"
 #include "kc/message.hpp"
 #include "kc/producer.hpp"
+#include "progress.hpp"
+#include "rdkafka/handles.hpp"
+#include "rdkafka/log.hpp"
+#include "sink/text.hpp"
 
 extern char** environ;
 
@@ -81,7 +83,6 @@ HandlePtr make_logged_handle(rd_kafka_type_t type, ConfPtr conf) {
   rd_kafka_conf_set_log_cb(conf.get(), detail::log_to_spdlog);
   return detail::make_handle(type, std::move(conf));
 }
-
 
 // Partition count of a topic; nullopt when the topic does not exist. Retries
 // transport errors for up to `timeout`, then throws kc::Error.
@@ -433,36 +434,6 @@ std::string to_human(const Message& m, const DeadLetterInfo& dl) {
   return out;
 }
 
-// A line on stderr that rewrites itself, only on a terminal.
-class Progress {
- public:
-  explicit Progress(bool enabled) : enabled_(enabled) {}
-  template <typename... Args>
-  void show(fmt::format_string<Args...> f, Args&&... args) {
-    if (!enabled_) {
-      return;
-    }
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_ < std::chrono::milliseconds(200)) {
-      return;
-    }
-    last_ = now;
-    std::fprintf(stderr, "\r%s\033[K", fmt::format(f, std::forward<Args>(args)...).c_str());
-    shown_ = true;
-  }
-  void clear() {
-    if (shown_) {
-      std::fputs("\r\033[K", stderr);
-      shown_ = false;
-    }
-  }
-
- private:
-  bool enabled_;
-  bool shown_ = false;
-  std::chrono::steady_clock::time_point last_{};
-};
-
 }  // namespace
 
 // ---------------------------------------------------------------- commands
@@ -520,7 +491,8 @@ int run_dlq(const DlqOptions& o) {
 // ---------------------------------------------------------------- inspect
 
 int run_dlq_inspect(const DlqInspectOptions& o) {
-  const auto client = client_settings(o.bootstrap_servers, o.rdkafka, o.config_file, "kc dlq needs the brokers that hold the dead-letter topic");
+  const auto client = client_settings(o.bootstrap_servers, o.rdkafka, o.config_file,
+                                      "kc dlq needs the brokers that hold the dead-letter topic");
   const auto timeout = std::chrono::milliseconds(std::max<std::uint64_t>(o.timeout_ms, 1000));
 
   ConfPtr conf(rd_kafka_conf_new());
@@ -566,7 +538,7 @@ int run_dlq_inspect(const DlqInspectOptions& o) {
   }
 
   // Progress would mix with the records on a terminal: only when stdout goes elsewhere.
-  Progress progress(isatty(STDERR_FILENO) != 0 && isatty(STDOUT_FILENO) == 0);
+  Progress progress("kc dlq inspect", total, isatty(STDERR_FILENO) != 0 && isatty(STDOUT_FILENO) == 0);
   std::uint64_t read = 0;
   std::uint64_t shown = 0;
   std::string error;
@@ -617,7 +589,7 @@ int run_dlq_inspect(const DlqInspectOptions& o) {
       const auto text = o.json ? to_json(msg, dl) + "\n" : to_human(msg, dl);
       std::fwrite(text.data(), 1, text.size(), stdout);
     }
-    progress.show("kc dlq inspect: read {} / {}, shown {}", read, total, shown);
+    progress.update(read, "shown {}", shown);
   }
   std::fflush(stdout);
   progress.clear();
@@ -630,11 +602,11 @@ int run_dlq_inspect(const DlqInspectOptions& o) {
   if (o.source_partition) {
     filters += fmt::format(" source-partition={}", *o.source_partition);
   }
-  std::fprintf(stderr, "kc dlq inspect: %s: shown %llu / %llu read (%llu in the topic)%s%s\n", o.topic.c_str(),
-               static_cast<unsigned long long>(shown), static_cast<unsigned long long>(read),
-               static_cast<unsigned long long>(total), filters.empty() ? "" : ", filter:", filters.c_str());
+  log::printf(LogLevel::info, "kc dlq inspect: %s: shown %llu / %llu read (%llu in the topic)%s%s\n", o.topic.c_str(),
+              static_cast<unsigned long long>(shown), static_cast<unsigned long long>(read),
+              static_cast<unsigned long long>(total), filters.empty() ? "" : ", filter:", filters.c_str());
   if (!error.empty()) {
-    std::fprintf(stderr, "kc dlq inspect: error: %s\n", error.c_str());
+    log::printf(LogLevel::error, "kc dlq inspect: error: %s\n", error.c_str());
     return 1;
   }
   return 0;
@@ -673,17 +645,56 @@ class Targets {
   std::map<std::string, std::optional<int>> cache_;
 };
 
+// Records of `topic` after `group`'s committed offsets (from the start of a
+// partition without one): what a redrive in that group has ahead of it.
+// nullopt when the cluster does not answer within a few seconds.
+std::optional<std::uint64_t> backlog(const ClientSettings& client, const std::string& topic, int partitions,
+                                     const std::string& group) {
+  constexpr int kTimeoutMs = 5000;
+  ConfPtr conf(rd_kafka_conf_new());
+  conf_set(conf.get(), "bootstrap.servers", client.bootstrap);
+  for (const auto& [k, v] : client.librdkafka) {
+    conf_set(conf.get(), k, v);
+  }
+  // Only reads the group's offsets: never joins it, never commits.
+  conf_set(conf.get(), "group.id", group);
+  conf_set(conf.get(), "enable.auto.commit", "false");
+  auto rk = make_logged_handle(RD_KAFKA_CONSUMER, std::move(conf));
+  PartitionListPtr list(rd_kafka_topic_partition_list_new(partitions));
+  for (std::int32_t p = 0; p < partitions; ++p) {
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p);
+  }
+  std::optional<std::uint64_t> total;
+  if (rd_kafka_committed(rk.get(), list.get(), kTimeoutMs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    total = 0;
+    for (int i = 0; i < list->cnt; ++i) {
+      const auto& tp = list->elems[i];
+      std::int64_t lo = 0;
+      std::int64_t hi = 0;
+      if (rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), tp.partition, &lo, &hi, kTimeoutMs) !=
+          RD_KAFKA_RESP_ERR_NO_ERROR) {
+        total.reset();
+        break;
+      }
+      *total += static_cast<std::uint64_t>(std::max<std::int64_t>(0, hi - std::max(lo, tp.offset)));
+    }
+  }
+  rd_kafka_consumer_close(rk.get());
+  return total;
+}
+
 struct RedriveCounts {
-  std::uint64_t read = 0;          // dead letters handed to the handler
-  std::uint64_t skipped = 0;       // did not match --error-type (done, not republished)
-  std::uint64_t republished = 0;   // handed to the producer
-  std::uint64_t unroutable = 0;    // could not be republished: their partition stopped there
+  std::uint64_t read = 0;         // dead letters handed to the handler
+  std::uint64_t skipped = 0;      // did not match --error-type (done, not republished)
+  std::uint64_t republished = 0;  // handed to the producer
+  std::uint64_t unroutable = 0;   // could not be republished: their partition stopped there
 };
 
 }  // namespace
 
 int run_dlq_redrive(const DlqRedriveOptions& o) {
-  const auto client = client_settings(o.bootstrap_servers, o.rdkafka, o.config_file, "kc dlq needs the brokers that hold the dead-letter topic");
+  const auto client = client_settings(o.bootstrap_servers, o.rdkafka, o.config_file,
+                                      "kc dlq needs the brokers that hold the dead-letter topic");
   if (o.to && *o.to == o.from) {
     throw Error(errc::config_invalid_value, "flag --to: '" + *o.to + "' is the dead-letter topic itself");
   }
@@ -734,7 +745,16 @@ int run_dlq_redrive(const DlqRedriveOptions& o) {
 
   RedriveCounts counts;
   Consumer* consumer_ptr = nullptr;  // set below; the handler calls only stop()
-  Progress progress(isatty(STDERR_FILENO) != 0);
+  // Done = dead letters read (skipped ones too); the total is the group's lag
+  // on --from at the start, looked up only when the progress is shown.
+  Progress progress("kc dlq redrive");
+  if (progress.enabled()) {
+    auto total = backlog(client, o.from, *targets.partitions(o.from), group);
+    if (total && o.max) {
+      total = std::min(*total, *o.max);
+    }
+    progress.set_total(total);
+  }
   std::vector<std::pair<std::string, std::optional<std::string>>> headers;
   std::optional<std::chrono::steady_clock::time_point> first_record;  // --rate counts from here
   bool stopping = false;
@@ -774,8 +794,8 @@ int run_dlq_redrive(const DlqRedriveOptions& o) {
       if (is_metadata_header(h.name) || h.name == kHeaderRedriveCount) {
         continue;
       }
-      headers.emplace_back(std::string(h.name), h.value ? std::optional<std::string>(std::string(as_text(*h.value)))
-                                                       : std::nullopt);
+      headers.emplace_back(std::string(h.name),
+                           h.value ? std::optional<std::string>(std::string(as_text(*h.value))) : std::nullopt);
     }
     headers.emplace_back(std::string(kHeaderRedriveCount), std::to_string(dl.redrive_count.value_or(0) + 1));
     try {
@@ -807,8 +827,8 @@ int run_dlq_redrive(const DlqRedriveOptions& o) {
                               std::chrono::duration<double>(static_cast<double>(counts.republished) / o.rate));
       std::this_thread::sleep_until(due);
     }
-    progress.show("kc dlq redrive: read {}, republished {}, acknowledged {}, failed {}", counts.read,
-                  counts.republished, ds.delivered, ds.failed + counts.unroutable);
+    progress.update(counts.read, "republished {}, acknowledged {}, failed {}", counts.republished, ds.delivered,
+                    ds.failed + counts.unroutable);
     return Outcome::done;
   };
 
@@ -844,31 +864,32 @@ int run_dlq_redrive(const DlqRedriveOptions& o) {
 
   const auto& ds = producer.stats();
   const std::uint64_t failed = ds.failed + counts.unroutable + (flushed ? 0 : producer.in_flight());
-  std::fprintf(stderr, "kc dlq redrive: %llu records from %s to %s, acknowledged %llu, failed %llu\n",
-               static_cast<unsigned long long>(counts.republished), o.from.c_str(),
-               o.to ? o.to->c_str() : "their source topics", static_cast<unsigned long long>(ds.delivered),
-               static_cast<unsigned long long>(failed));
+  log::printf(LogLevel::info, "kc dlq redrive: %llu records from %s to %s, acknowledged %llu, failed %llu\n",
+              static_cast<unsigned long long>(counts.republished), o.from.c_str(),
+              o.to ? o.to->c_str() : "their source topics", static_cast<unsigned long long>(ds.delivered),
+              static_cast<unsigned long long>(failed));
   std::string committed;
   for (const auto& [tp, off] : result.stats.committed) {
     committed += fmt::format(" {}[{}]={}", tp.topic, to_int(tp.partition), to_int(off));
   }
-  std::fprintf(
-      stderr, "  group %s: read %llu, skipped %llu (other error types), not redriven %llu; committed in this run:%s\n",
-      group.c_str(), static_cast<unsigned long long>(counts.read), static_cast<unsigned long long>(counts.skipped),
-      static_cast<unsigned long long>(counts.unroutable), committed.empty() ? " (none)" : committed.c_str());
+  log::printf(LogLevel::info,
+              "  group %s: read %llu, skipped %llu (other error types), not redriven %llu; committed in this run:%s\n",
+              group.c_str(), static_cast<unsigned long long>(counts.read),
+              static_cast<unsigned long long>(counts.skipped), static_cast<unsigned long long>(counts.unroutable),
+              committed.empty() ? " (none)" : committed.c_str());
   if (!ds.last_error.empty()) {
-    std::fprintf(stderr, "  last delivery error: %s\n", ds.last_error.c_str());
+    log::printf(LogLevel::error, "  last delivery error: %s\n", ds.last_error.c_str());
   }
   if (!aborted.empty()) {
-    std::fprintf(stderr, "kc dlq redrive: stopped without committing further: %s\n", aborted.c_str());
+    log::printf(LogLevel::error, "kc dlq redrive: stopped without committing further: %s\n", aborted.c_str());
     return 1;
   }
   if (result.reason == StopReason::fatal) {
-    std::fprintf(stderr, "kc dlq redrive: fatal: %s\n", result.error.c_str());
+    log::printf(LogLevel::error, "kc dlq redrive: fatal: %s\n", result.error.c_str());
     return 1;
   }
   if (result.reason == StopReason::requested && !stopping) {
-    std::fprintf(stderr, "kc dlq redrive: interrupted; run it again with the same group to go on\n");
+    log::printf(LogLevel::info, "kc dlq redrive: interrupted; run it again with the same group to go on\n");
   }
   return failed > 0 ? 1 : 0;
 }

@@ -32,6 +32,7 @@
 #include "commands.hpp"
 #include "kc/config.hpp"
 #include "kc/error.hpp"
+#include "kc/log.hpp"
 #include "rdkafka/handles.hpp"
 #include "rdkafka/log.hpp"
 #include "sink/text.hpp"
@@ -118,7 +119,6 @@ struct GroupInfo {
   std::size_t members = 0;
   std::map<std::pair<std::string, std::int32_t>, Owner> owners;
 };
-
 
 // Partition counts of every topic in the cluster. Retries until the deadline
 // (the first request can come before any broker connection is up).
@@ -378,7 +378,7 @@ int run_lag(const LagOptions& o) {
   const auto topics = topic_partitions(rk.get(), deadline, brokers, timeout_ms);
   for (const auto& t : o.topics) {
     if (!topics.contains(t)) {
-      std::fprintf(stderr, "kc: error: topic '%s' does not exist\n", t.c_str());
+      log::printf(LogLevel::error, "kc: error: topic '%s' does not exist\n", t.c_str());
       return 1;
     }
   }
@@ -397,8 +397,8 @@ int run_lag(const LagOptions& o) {
     committed = committed_offsets(rk.get(), o.group, list.get(), deadline, timeout_ms);
   }
   if (!info.found && committed.empty()) {
-    std::fprintf(stderr, "kc: error: group '%s' does not exist (no members and no committed offsets)\n",
-                 o.group.c_str());
+    log::printf(LogLevel::error, "kc: error: group '%s' does not exist (no members and no committed offsets)\n",
+                o.group.c_str());
     return 1;
   }
 

@@ -1,27 +1,33 @@
 // kc: the command-line tool. A thin layer over the library: it parses flags,
 // builds a kc::ConsumerConfig / kc::Producer and prints summaries.
 #include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <iostream>
 
 #include "commands.hpp"
+#include "config_check.hpp"
 #include "dlq.hpp"
 #include "lag.hpp"
+#include "top.hpp"
 #include "kc/error.hpp"
+#include "kc/log.hpp"
 
 int main(int argc, char** argv) {
-  auto logger = spdlog::stderr_color_mt("kc");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  spdlog::set_default_logger(logger);
+  kc::log::install(kc::LogLevel::info, kc::LogFormat::text);  // until the flags are parsed
 
   CLI::App app{"kc: a Kafka consumer framework on librdkafka"};
   app.require_subcommand(1);
   std::string log_level = "info";
-  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->check(
-      CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->envname("KC_LOG_LEVEL");
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format,
+                 "text (default) or json: one JSON object per stderr line (ts, level, logger, msg, thread)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->envname("KC_LOG_FORMAT");
 
   kc::tool::ConsumeOptions consume;
   kc::tool::add_consume_command(app, consume);
@@ -33,13 +39,17 @@ int main(int argc, char** argv) {
   kc::tool::add_dlq_command(app, dlq);
   kc::tool::LagOptions lag;
   kc::tool::add_lag_command(app, lag);
+  kc::tool::TopOptions top;
+  kc::tool::add_top_command(app, top);
+  kc::tool::ConfigCheckOptions config_check;
+  kc::tool::add_config_command(app, config_check);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  spdlog::set_level(spdlog::level::from_str(log_level));
+  kc::log::install(kc::log::parse_level(log_level, "--log-level"), kc::log::parse_format(log_format, "--log-format"));
 
   try {
     if (app.got_subcommand("consume")) {
@@ -57,12 +67,20 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("lag")) {
       return kc::tool::run_lag(lag);
     }
+    if (app.got_subcommand("top")) {
+      return kc::tool::run_top(top);
+    }
+    if (app.got_subcommand("config")) {
+      return kc::tool::run_config_check(config_check);
+    }
   } catch (const kc::Error& e) {
     const bool config = e.code().value() <= static_cast<int>(kc::errc::config_forbidden);
-    std::fprintf(stderr, "kc: %s%s\n", config ? "configuration error: " : "error: ", e.what());
+    // kc::log::print masks secrets and follows --log-format.
+    kc::log::print(kc::LogLevel::error,
+                   std::string("kc: ") + (config ? "configuration error: " : "error: ") + e.what());
     return config ? 2 : 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "kc: error: %s\n", e.what());
+    kc::log::print(kc::LogLevel::error, std::string("kc: error: ") + e.what());
     return 1;
   }
   return 0;

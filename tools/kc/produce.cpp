@@ -1,19 +1,19 @@
-#include <unistd.h>
-
+#include <fmt/format.h>
 #include <chrono>
 #include <cstdio>
-#include <fmt/format.h>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <string>
-#include <vector>
 #include <thread>
+#include <vector>
 
 #include "commands.hpp"
+#include "progress.hpp"
 
 #include "kc/config.hpp"
 #include "kc/error.hpp"
+#include "kc/log.hpp"
 #include "kc/producer.hpp"
 #include "kc/schema.hpp"
 
@@ -38,8 +38,8 @@ void add_produce_command(CLI::App& app, ProduceOptions& o) {
                 "or --json document) with --schema in Confluent's wire format")
       ->check(CLI::IsMember({"raw", "avro", "protobuf", "jsonschema"}));
   c->add_option("--schema", o.schema_file,
-                 "schema file (.avsc, .proto or JSON Schema) for --value-format; a .proto's imports are read "
-                 "from its directory and registered as references (subject = import path)");
+                "schema file (.avsc, .proto or JSON Schema) for --value-format; a .proto's imports are read "
+                "from its directory and registered as references (subject = import path)");
   c->add_option("--subject", o.subject, "registry subject (default <topic>-value)");
   c->add_option("--protobuf-message", o.protobuf_message,
                 "Protobuf message type to encode, package-qualified (default: the file's first message)");
@@ -59,52 +59,23 @@ void order_json(std::string& out, std::uint64_t i) {
   const double p1 = 5.0 + static_cast<double>((i * 37) % 9000) / 100.0;
   const double p2 = 1.0 + static_cast<double>((i * 91) % 5000) / 100.0;
   out.clear();
-  fmt::format_to(std::back_inserter(out),
-                 R"({{"order_id":"ord-{:010d}","customer_id":"cust-{:05d}","status":"{}","amount":{:.2f},)"
-                 R"("currency":"{}","items":[{{"sku":"SKU-{:04d}","qty":{},"unit_price":{:.2f}}},)"
-                 R"({{"sku":"SKU-{:04d}","qty":{},"unit_price":{:.2f}}}],"created_at":"2026-11-24T12:{:02d}:{:02d}Z"}})",
-                 i, (i * 7919) % 100000, kStatus[i % 4], static_cast<double>(qty1) * p1 + static_cast<double>(qty2) * p2,
-                 kCurrency[i % 3], (i * 13) % 10000, qty1, p1, (i * 17) % 10000, qty2, p2, (i / 60) % 60, i % 60);
+  fmt::format_to(
+      std::back_inserter(out),
+      R"({{"order_id":"ord-{:010d}","customer_id":"cust-{:05d}","status":"{}","amount":{:.2f},)"
+      R"("currency":"{}","items":[{{"sku":"SKU-{:04d}","qty":{},"unit_price":{:.2f}}},)"
+      R"({{"sku":"SKU-{:04d}","qty":{},"unit_price":{:.2f}}}],"created_at":"2026-11-24T12:{:02d}:{:02d}Z"}})",
+      i, (i * 7919) % 100000, kStatus[i % 4], static_cast<double>(qty1) * p1 + static_cast<double>(qty2) * p2,
+      kCurrency[i % 3], (i * 13) % 10000, qty1, p1, (i * 17) % 10000, qty2, p2, (i / 60) % 60, i % 60);
 }
 
-class Progress {
- public:
-  explicit Progress(std::uint64_t total) : total_(total), tty_(isatty(STDERR_FILENO) != 0) {}
-  void tick(std::uint64_t n, std::uint64_t acked) {
-    if (!tty_) {
-      return;
-    }
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_ < std::chrono::milliseconds(200)) {
-      return;
-    }
-    last_ = now;
-    const double secs = std::chrono::duration<double>(now - start_).count();
-    std::fprintf(stderr, "\rproduced %llu/%llu, acknowledged %llu (%.0f msg/s)   ", static_cast<unsigned long long>(n),
-                 static_cast<unsigned long long>(total_), static_cast<unsigned long long>(acked),
-                 secs > 0 ? static_cast<double>(n) / secs : 0.0);
-  }
-  void done() const {
-    if (tty_) {
-      std::fputc('\n', stderr);
-    }
-  }
-  double elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
-
- private:
-  std::uint64_t total_;
-  bool tty_;
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-  std::chrono::steady_clock::time_point last_{};
-};
-
-Bytes bytes_of(const std::string& s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
+Bytes bytes_of(const std::string& s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
 
 // The files a .proto text imports (google/protobuf/* excepted: every
 // registry and client knows those).
 std::vector<std::string> proto_imports(const std::string& text) {
-  static const std::regex kImport(R"re(^\s*import\s+(?:public\s+|weak\s+)?"([^"]+)"\s*;)re",
-                                  std::regex::multiline);
+  static const std::regex kImport(R"re(^\s*import\s+(?:public\s+|weak\s+)?"([^"]+)"\s*;)re", std::regex::multiline);
   std::vector<std::string> out;
   for (auto it = std::sregex_iterator(text.begin(), text.end(), kImport); it != std::sregex_iterator(); ++it) {
     if (!(*it)[1].str().starts_with("google/protobuf/")) {
@@ -120,8 +91,8 @@ std::vector<std::string> proto_imports(const std::string& text) {
 // checks that the subjects' latest versions are these files); returns the
 // references for `text`.
 std::vector<schema::SchemaReference> register_proto_imports(schema::SchemaRegistry& registry, const std::string& text,
-                                                           const std::filesystem::path& dir, bool auto_register,
-                                                           int depth) {
+                                                            const std::filesystem::path& dir, bool auto_register,
+                                                            int depth) {
   if (depth > 32) {
     throw Error(errc::schema_invalid, "imports nested deeper than 32 (a cycle?)");
   }
@@ -154,7 +125,8 @@ std::vector<schema::SchemaReference> register_proto_imports(schema::SchemaRegist
 std::optional<schema::Serializer> make_serializer(const ProduceOptions& o) {
   if (o.value_format == "raw") {
     if (o.schema_file || o.registry.url) {
-      throw Error(errc::config_invalid_value, "--schema/--schema-registry: need --value-format avro|protobuf|jsonschema");
+      throw Error(errc::config_invalid_value,
+                  "--schema/--schema-registry: need --value-format avro|protobuf|jsonschema");
     }
     return std::nullopt;
   }
@@ -186,9 +158,8 @@ std::optional<schema::Serializer> make_serializer(const ProduceOptions& o) {
   auto registry = std::make_shared<schema::SchemaRegistry>(cfg.schema_registry);
   try {
     if (format == schema::Format::protobuf) {
-      s.references =
-          register_proto_imports(*registry, s.text, std::filesystem::path(*o.schema_file).parent_path(),
-                                 opts.auto_register, 0);
+      s.references = register_proto_imports(*registry, s.text, std::filesystem::path(*o.schema_file).parent_path(),
+                                            opts.auto_register, 0);
     }
     return schema::Serializer(format, registry, std::move(s), std::move(opts));
   } catch (const Error& e) {
@@ -222,8 +193,8 @@ int run_produce(const ProduceOptions& o) {
       throw Error(errc::io, "--file " + *o.file + ": cannot open");
     }
   }
-  const std::uint64_t total = o.file ? 0 : o.count;
-  Progress progress(total);
+  // Done = records with a delivery report; the total is known when generating.
+  Progress progress("kc produce", o.file ? std::nullopt : std::optional<std::uint64_t>(o.count));
   std::string value;
   std::string encoded;
   std::string key;
@@ -262,8 +233,9 @@ int run_produce(const ProduceOptions& o) {
       } catch (const Error& e) {
         // Not sent; the others go on and the exit status says so.
         ++not_encoded;
-        std::fprintf(stderr, "kc produce: %s %llu not sent: %s\n", o.file ? "line" : "record",
-                     static_cast<unsigned long long>(n + 1), e.what());
+        progress.clear();
+        log::printf(LogLevel::error, "kc produce: %s %llu not sent: %s\n", o.file ? "line" : "record",
+                    static_cast<unsigned long long>(n + 1), e.what());
         continue;
       }
       producer.produce(o.topic, k, bytes_of(encoded));
@@ -274,24 +246,32 @@ int run_produce(const ProduceOptions& o) {
       const auto due = start + std::chrono::duration<double>(static_cast<double>(n + 1) / o.rate);
       std::this_thread::sleep_until(std::chrono::time_point_cast<std::chrono::steady_clock::duration>(due));
     }
-    if ((n & 1023) == 0) {
-      producer.poll();
-      progress.tick(n, producer.stats().delivered);
+    if (progress.due()) {
+      const auto st = producer.stats();
+      progress.update(st.delivered + st.failed, "enqueued {}", n + 1 - not_encoded);
     }
   }
-  const bool flushed = producer.flush(std::chrono::seconds(60));
-  progress.done();
-  const auto& st = producer.stats();
+  // In slices, so the progress line goes on while the last records settle.
+  const auto flush_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  bool flushed = false;
+  while (!(flushed = producer.flush(std::chrono::milliseconds(250))) &&
+         std::chrono::steady_clock::now() < flush_deadline) {
+    const auto st = producer.stats();
+    progress.update(st.delivered + st.failed, "enqueued {}", n - not_encoded);
+  }
+  progress.clear();
+  const auto st = producer.stats();
   const double secs = progress.elapsed();
   const auto sent = n - not_encoded;
   if (not_encoded > 0) {
-    std::fprintf(stderr, "kc produce: %llu records could not be encoded with --schema and were not sent\n",
-                 static_cast<unsigned long long>(not_encoded));
+    log::printf(LogLevel::error, "kc produce: %llu records could not be encoded with --schema and were not sent\n",
+                static_cast<unsigned long long>(not_encoded));
   }
-  std::fprintf(stderr, "kc produce: %llu records to %s, acknowledged %llu, failed %llu in %.2f s (%.0f msg/s)%s%s\n",
-               static_cast<unsigned long long>(sent), o.topic.c_str(), static_cast<unsigned long long>(st.delivered),
-               static_cast<unsigned long long>(st.failed), secs, secs > 0 ? static_cast<double>(n) / secs : 0.0,
-               st.last_error.empty() ? "" : "; last error: ", st.last_error.c_str());
+  log::printf(LogLevel::info,
+              "kc produce: %llu records to %s, acknowledged %llu, failed %llu in %.2f s (%.0f msg/s)%s%s\n",
+              static_cast<unsigned long long>(sent), o.topic.c_str(), static_cast<unsigned long long>(st.delivered),
+              static_cast<unsigned long long>(st.failed), secs, secs > 0 ? static_cast<double>(n) / secs : 0.0,
+              st.last_error.empty() ? "" : "; last error: ", st.last_error.c_str());
   return flushed && st.failed == 0 && st.delivered == sent && not_encoded == 0 ? 0 : 1;
 }
 

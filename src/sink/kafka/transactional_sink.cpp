@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "kc/error.hpp"
+#include "produce/conf.hpp"
 #include "produce/producev.hpp"
 #include "rdkafka/handles.hpp"
 #include "rdkafka/log.hpp"
@@ -112,23 +113,19 @@ void KafkaTransactionalSink::Impl::on_delivery(rd_kafka_t*, const rd_kafka_messa
   }
 }
 
+// Its own handle, not a kc::Producer: init/begin/commit/abort need one owner
+// of the handle and of its delivery reports (served on this thread). What it
+// shares with kc::Producer is the configuration (detail::producer_conf: kc's
+// defaults, then the options, bad keys named) and the produce call
+// (detail::produce_copy).
 detail::HandlePtr KafkaTransactionalSink::Impl::create_producer() {
-  detail::ConfPtr conf(rd_kafka_conf_new());
-  if (!options.bootstrap_servers.empty()) {
-    detail::conf_set(conf.get(), "bootstrap.servers", options.bootstrap_servers);
-  }
-  detail::conf_set(conf.get(), "enable.idempotence", "true");
-  detail::conf_set(conf.get(), "acks", "all");
   // The first record of a transaction adds its partitions to it; while the
   // broker still writes the previous transaction's markers it answers
   // CONCURRENT_TRANSACTIONS, retried after retry.backoff.ms. librdkafka's
   // 100 ms default made every transaction take ~88 ms on loopback (391
   // transactions of 500 records: 5.8k msg/s); 20 ms (what Kafka's Java
   // producer uses for this case) gives ~11 ms. Options may override it.
-  detail::conf_set(conf.get(), "retry.backoff.ms", "20");
-  for (const auto& [k, v] : options.librdkafka) {
-    detail::conf_set(conf.get(), k, v);
-  }
+  auto conf = detail::producer_conf(options.bootstrap_servers, options.librdkafka, {{"retry.backoff.ms", "20"}});
   detail::conf_set(conf.get(), "transactional.id", options.transactional_id);
   rd_kafka_conf_set_dr_msg_cb(conf.get(), on_delivery);
   rd_kafka_conf_set_log_cb(conf.get(), detail::log_to_spdlog);

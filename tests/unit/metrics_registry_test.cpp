@@ -1,0 +1,274 @@
+// kc::metrics registry, rendering and parsing: the Prometheus text format
+// as Prometheus reads it, and the registry's rules.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kc/metrics.hpp"
+
+namespace kc::metrics {
+namespace {
+
+TEST(MetricsRegistry, RendersCountersAndGaugesWithHelpTypeAndLabels) {
+  Registry r;
+  r.counter("kc_things_total", "Things done", {"topic"}).with({"orders"}).inc(3);
+  r.gauge("kc_level", "A level").with().set(2.5);
+  EXPECT_EQ(r.render(),
+            "# HELP kc_things_total Things done\n"
+            "# TYPE kc_things_total counter\n"
+            "kc_things_total{topic=\"orders\"} 3\n"
+            "# HELP kc_level A level\n"
+            "# TYPE kc_level gauge\n"
+            "kc_level 2.5\n");
+}
+
+TEST(MetricsRegistry, EscapesLabelValuesAndHelp) {
+  Registry r;
+  r.gauge("g", "a \\ back\nslash \"quoted\"", {"l"}).with({"a\\b\"c\nd"}).set(1);
+  const auto text = r.render();
+  EXPECT_NE(text.find("# HELP g a \\\\ back\\nslash \"quoted\"\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("g{l=\"a\\\\b\\\"c\\nd\"} 1\n"), std::string::npos) << text;
+}
+
+TEST(MetricsRegistry, FormatsNumbers) {
+  Registry r;
+  auto& f = r.gauge("g", "h", {"k"});
+  f.with({"int"}).set(1e15);
+  f.with({"neg"}).set(-42);
+  f.with({"frac"}).set(0.1);
+  f.with({"big"}).set(1e300);
+  f.with({"inf"}).set(std::numeric_limits<double>::infinity());
+  f.with({"ninf"}).set(-std::numeric_limits<double>::infinity());
+  f.with({"nan"}).set(std::nan(""));
+  const auto text = r.render();
+  EXPECT_NE(text.find("g{k=\"int\"} 1000000000000000\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("g{k=\"neg\"} -42\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("g{k=\"frac\"} 0.1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("g{k=\"big\"} 1e+300\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("g{k=\"inf\"} +Inf\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("g{k=\"ninf\"} -Inf\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("g{k=\"nan\"} NaN\n"), std::string::npos) << text;
+}
+
+TEST(MetricsRegistry, HistogramBucketsAreCumulativeWithInfSumAndCount) {
+  Registry r;
+  auto& h = r.histogram("lat_seconds", "Latency", {0.125, 1}, {"topic"}).with({"t"});
+  for (const double v : {0.0625, 0.125, 0.5, 2.0, 3.0}) {
+    h.observe(v);
+  }
+  EXPECT_EQ(h.bucket(0), 2u);  // <= 0.125, the bound itself included
+  EXPECT_EQ(h.bucket(1), 1u);
+  EXPECT_EQ(h.bucket(2), 2u);
+  EXPECT_EQ(r.render(),
+            "# HELP lat_seconds Latency\n"
+            "# TYPE lat_seconds histogram\n"
+            "lat_seconds_bucket{topic=\"t\",le=\"0.125\"} 2\n"
+            "lat_seconds_bucket{topic=\"t\",le=\"1\"} 3\n"
+            "lat_seconds_bucket{topic=\"t\",le=\"+Inf\"} 5\n"
+            "lat_seconds_sum{topic=\"t\"} 5.6875\n"
+            "lat_seconds_count{topic=\"t\"} 5\n");
+}
+
+TEST(MetricsRegistry, HistogramWithoutLabelsHasOnlyLe) {
+  Registry r;
+  r.histogram("h", "x", {1}).with().observe(0.5);
+  const auto text = r.render();
+  EXPECT_NE(text.find("h_bucket{le=\"1\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("h_count 1\n"), std::string::npos) << text;
+}
+
+TEST(MetricsRegistry, LatencyBucketsAscendFromHalfAMillisecondToAMinute) {
+  const auto b = latency_buckets();
+  ASSERT_FALSE(b.empty());
+  EXPECT_DOUBLE_EQ(b.front(), 0.0005);
+  EXPECT_DOUBLE_EQ(b.back(), 60);
+  EXPECT_TRUE(std::is_sorted(b.begin(), b.end()));
+}
+
+TEST(MetricsRegistry, LabelFreeFamilyIsExportedAtZeroBeforeFirstUse) {
+  Registry r;
+  r.counter("c_total", "c");
+  EXPECT_NE(r.render().find("\nc_total 0\n"), std::string::npos) << r.render();
+}
+
+TEST(MetricsRegistry, SameNameTwiceReturnsTheSameFamily) {
+  Registry r;
+  auto& a = r.counter("c_total", "c", {"x"});
+  auto& b = r.counter("c_total", "other help", {"x"});
+  EXPECT_EQ(&a, &b);
+  a.with({"1"}).inc();
+  EXPECT_EQ(b.with({"1"}).value(), 1u);
+  EXPECT_EQ(&r.histogram("h", "h", {1, 2}), &r.histogram("h", "h", {1, 2}));
+}
+
+TEST(MetricsRegistry, TypeLabelOrBucketMismatchThrows) {
+  Registry r;
+  r.counter("m_total", "m", {"a"});
+  EXPECT_THROW(r.gauge("m_total", "m", {"a"}), std::invalid_argument);
+  EXPECT_THROW(r.counter("m_total", "m", {"b"}), std::invalid_argument);
+  EXPECT_THROW(r.counter("m_total", "m"), std::invalid_argument);
+  r.histogram("h", "h", {1, 2});
+  EXPECT_THROW(r.histogram("h", "h", {1, 3}), std::invalid_argument);
+}
+
+TEST(MetricsRegistry, InvalidNamesLabelsAndBoundsThrow) {
+  Registry r;
+  EXPECT_THROW(r.counter("1abc", "x"), std::invalid_argument);
+  EXPECT_THROW(r.counter("a-b", "x"), std::invalid_argument);
+  EXPECT_THROW(r.counter("ok_total", "x", {"bad-label"}), std::invalid_argument);
+  EXPECT_THROW(r.counter("ok2_total", "x", {"__reserved"}), std::invalid_argument);
+  EXPECT_THROW(r.histogram("h1", "x", {1}, {"le"}), std::invalid_argument);
+  EXPECT_THROW(r.histogram("h2", "x", {2, 1}), std::invalid_argument);
+  EXPECT_THROW(r.histogram("h3", "x", {1, 1}), std::invalid_argument);
+  // None of the failed ones was registered.
+  EXPECT_EQ(r.render(), "");
+}
+
+TEST(MetricsRegistry, WrongNumberOfLabelValuesThrows) {
+  Registry r;
+  auto& f = r.gauge("g", "g", {"a", "b"});
+  EXPECT_THROW(f.with({"x"}), std::invalid_argument);
+  EXPECT_THROW(f.with({"x", "y", "z"}), std::invalid_argument);
+  EXPECT_NO_THROW(f.with({"x", "y"}));
+}
+
+TEST(MetricsRegistry, RemovedChildDisappearsButItsReferenceStaysValid) {
+  Registry r;
+  auto& f = r.gauge("g", "g", {"p"});
+  auto& kept = f.with({"0"});
+  f.with({"1"}).set(1);
+  f.remove({"0"});
+  f.remove({"never"});  // unknown: nothing happens
+  kept.set(5);          // still a live object
+  EXPECT_EQ(kept.value(), 5);
+  const auto text = r.render();
+  EXPECT_EQ(text.find("g{p=\"0\"}"), std::string::npos) << text;
+  EXPECT_NE(text.find("g{p=\"1\"} 1\n"), std::string::npos) << text;
+  EXPECT_EQ(f.with({"0"}).value(), 0);  // a new child
+}
+
+TEST(MetricsRegistry, ChildrenRenderInLabelOrderAndFamiliesInCreationOrder) {
+  Registry r;
+  auto& z = r.gauge("z", "z", {"p"});
+  r.gauge("a", "a");
+  z.with({"b"}).set(2);
+  z.with({"a"}).set(1);
+  const auto text = r.render();
+  EXPECT_LT(text.find("z{p=\"a\"}"), text.find("z{p=\"b\"}"));
+  EXPECT_LT(text.find("# TYPE z"), text.find("# TYPE a"));
+}
+
+TEST(MetricsRegistry, ConcurrentIncrementsSumExactly) {
+  Registry r;
+  auto& family = r.counter("c_total", "c", {"t"});
+  auto& gauge = r.gauge("g", "g").with();
+  auto& hist = r.histogram("h", "h", {0.5}).with();
+  constexpr int kThreads = 4;
+  constexpr int kEach = 100000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kEach; ++i) {
+        family.with({"x"}).inc();
+        gauge.add(1);
+        hist.observe(i % 2 == 0 ? 0.25 : 1.0);
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  EXPECT_EQ(family.with({"x"}).value(), std::uint64_t{kThreads} * kEach);
+  EXPECT_EQ(gauge.value(), double{kThreads} * kEach);
+  EXPECT_EQ(hist.count(), std::uint64_t{kThreads} * kEach);
+  EXPECT_EQ(hist.bucket(0), std::uint64_t{kThreads} * kEach / 2);
+  EXPECT_DOUBLE_EQ(hist.sum(), kThreads * (kEach / 2) * 1.25);
+}
+
+TEST(MetricsRegistry, OnCollectRunsBeforeEachRender) {
+  Registry r;
+  auto& g = r.gauge("g", "g").with();
+  int calls = 0;
+  r.on_collect([&] { g.set(++calls); });
+  EXPECT_NE(r.render().find("\ng 1\n"), std::string::npos);
+  EXPECT_NE(r.render().find("\ng 2\n"), std::string::npos);
+}
+
+TEST(MetricsText, ParseOfRenderRoundTrips) {
+  Registry r;
+  r.counter("c_total", "c", {"topic", "x"}).with({"a \"q\" \\ \n", "2"}).inc(7);
+  r.gauge("g", "g").with().set(-0.125);
+  r.gauge("inf", "i").with().set(std::numeric_limits<double>::infinity());
+  r.histogram("h", "h", {0.001, 10}, {"topic"}).with({"t"}).observe(5);
+  const auto samples = parse(r.render());
+  ASSERT_EQ(samples.size(), 1u + 1 + 1 + 5);
+  EXPECT_EQ(samples[0].name, "c_total");
+  EXPECT_EQ(samples[0].labels.at("topic"), "a \"q\" \\ \n");
+  EXPECT_EQ(samples[0].labels.at("x"), "2");
+  EXPECT_EQ(samples[0].value, 7);
+  EXPECT_EQ(samples[1].value, -0.125);
+  EXPECT_TRUE(std::isinf(samples[2].value) && samples[2].value > 0);
+  EXPECT_EQ(sum(samples, "h_bucket", {{"le", "0.001"}}), 0);
+  EXPECT_EQ(sum(samples, "h_bucket", {{"le", "10"}}), 1);
+  EXPECT_EQ(sum(samples, "h_bucket", {{"le", "+Inf"}}), 1);
+  EXPECT_EQ(sum(samples, "h_sum"), 5);
+  EXPECT_EQ(sum(samples, "h_count", {{"topic", "t"}}), 1);
+}
+
+TEST(MetricsText, ParsesForeignSyntax) {
+  const auto s = parse(
+      "# a comment\n"
+      "\n"
+      "  m{a=\"1\" , b=\"2\",} 1.5e3 1700000000000\r\n"
+      "n NaN\n"
+      "o -Inf\n"
+      "p +7\n");
+  ASSERT_EQ(s.size(), 4u);
+  EXPECT_EQ(s[0].labels.size(), 2u);
+  EXPECT_EQ(s[0].value, 1500);
+  EXPECT_TRUE(std::isnan(s[1].value));
+  EXPECT_TRUE(std::isinf(s[2].value) && s[2].value < 0);
+  EXPECT_EQ(s[3].value, 7);
+}
+
+TEST(MetricsText, SumAddsMatchingSamplesOnly) {
+  const auto s = parse(
+      "x{topic=\"a\",p=\"0\"} 1\n"
+      "x{topic=\"a\",p=\"1\"} 2\n"
+      "x{topic=\"b\",p=\"0\"} 4\n"
+      "y{topic=\"a\"} 8\n");
+  EXPECT_EQ(sum(s, "x"), 7);
+  EXPECT_EQ(sum(s, "x", {{"topic", "a"}}), 3);
+  EXPECT_EQ(sum(s, "x", {{"topic", "a"}, {"p", "1"}}), 2);
+  EXPECT_EQ(sum(s, "x", {{"nope", "a"}}), 0);
+  EXPECT_EQ(sum(s, "z"), 0);
+}
+
+TEST(MetricsText, ParseErrorsNameTheLine) {
+  const auto error_of = [](std::string_view text) -> std::string {
+    try {
+      parse(text);
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  EXPECT_NE(error_of("ok 1\n# c\nbad{x=\"1\" 2\n").find("line 3"), std::string::npos)
+      << error_of("ok 1\n# c\nbad{x=\"1\" 2\n");
+  EXPECT_NE(error_of("ok 1\nm abc\n").find("line 2"), std::string::npos);
+  EXPECT_NE(error_of("m\n").find("line 1"), std::string::npos);
+  EXPECT_NE(error_of("m{x=\"unterminated} 1\n").find("line 1"), std::string::npos);
+  EXPECT_NE(error_of("m{x=\"\\q\"} 1\n").find("line 1"), std::string::npos);
+  EXPECT_NE(error_of("m 1 notatimestamp\n").find("line 1"), std::string::npos);
+  EXPECT_NE(error_of("{x=\"1\"} 1\n").find("line 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kc::metrics
