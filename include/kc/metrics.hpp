@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -51,6 +52,13 @@ class Histogram {
  public:
   explicit Histogram(std::vector<double> bounds);
   void observe(double v) noexcept;
+  /// The bucket observe(v) counts `v` in (bounds().size(): above the last
+  /// bound, NaN too).
+  std::size_t bucket_of(double v) const noexcept;
+  /// Adds observations counted elsewhere (a hot path that accumulates
+  /// without atomics and publishes now and then): `counts` per bucket
+  /// (bounds().size() + 1 entries; fewer are ignored), their `sum`.
+  void add(std::span<const std::uint64_t> counts, double sum) noexcept;
   const std::vector<double>& bounds() const noexcept { return bounds_; }
   /// Non-cumulative count of bucket i (i == bounds().size(): above the last bound).
   std::uint64_t bucket(std::size_t i) const noexcept { return counts_[i].load(std::memory_order_relaxed); }

@@ -36,13 +36,32 @@ Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)) {
   counts_ = std::make_unique<std::atomic<std::uint64_t>[]>(bounds_.size() + 1);
 }
 
-void Histogram::observe(double v) noexcept {
+std::size_t Histogram::bucket_of(double v) const noexcept {
   // Buckets are "less than or equal": the first bound >= v. NaN goes above
   // every bound, as Prometheus' own clients count it.
   const auto it = std::isnan(v) ? bounds_.end() : std::lower_bound(bounds_.begin(), bounds_.end(), v);
-  counts_[static_cast<std::size_t>(it - bounds_.begin())].fetch_add(1, std::memory_order_relaxed);
+  return static_cast<std::size_t>(it - bounds_.begin());
+}
+
+void Histogram::observe(double v) noexcept {
+  counts_[bucket_of(v)].fetch_add(1, std::memory_order_relaxed);
   sum_.fetch_add(v, std::memory_order_relaxed);
   count_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Histogram::add(std::span<const std::uint64_t> counts, double sum) noexcept {
+  if (counts.size() < bounds_.size() + 1) {
+    return;
+  }
+  std::uint64_t n = 0;
+  for (std::size_t i = 0; i <= bounds_.size(); ++i) {
+    if (counts[i] != 0) {
+      counts_[i].fetch_add(counts[i], std::memory_order_relaxed);
+      n += counts[i];
+    }
+  }
+  sum_.fetch_add(sum, std::memory_order_relaxed);
+  count_.fetch_add(n, std::memory_order_relaxed);
 }
 
 std::vector<double> latency_buckets() {

@@ -177,6 +177,7 @@ void Consumer::Impl::build() {
 
 void Consumer::Impl::publish_gauges(Clock::time_point now) {
   gauges_at = now;
+  metrics.publish();
   std::size_t paused = 0;
   for (const auto& [tp, st] : parts) {
     if (st->kc_paused || st->waiting || st->halted || st->dlq_paused || st->eos != PartitionState::Eos::live) {
@@ -655,7 +656,7 @@ void Consumer::Impl::on_message(rd_kafka_message_t* m) {
   }
   st->offsets.handed_out(m->offset);
   ++stats.consumed;
-  st->metrics->consumed->inc();
+  ++st->metrics->consumed;
   Outcome outcome = Outcome::retry;
   std::exception_ptr error;
   const auto began = Clock::now();
@@ -664,8 +665,7 @@ void Consumer::Impl::on_message(rd_kafka_message_t* m) {
   } catch (...) {
     error = std::current_exception();
   }
-  detail::ConsumerMetrics::observe(*st->metrics, std::chrono::duration<double>(Clock::now() - began).count(),
-                                   rd_kafka_message_timestamp(m, nullptr));
+  metrics.observe(*st->metrics, began, Clock::now(), rd_kafka_message_timestamp(m, nullptr));
   if (eos && !eos_record_end(!error && outcome == Outcome::done)) {
     return;  // the transaction failed: everything since the last commit is redone
   }
@@ -673,11 +673,11 @@ void Consumer::Impl::on_message(rd_kafka_message_t* m) {
     st->offsets.done(m->offset);
     st->retry_offset = -1;
     ++stats.done;
-    st->metrics->processed->inc();
+    ++st->metrics->processed;
     ++done_since_commit;
     return;
   }
-  st->metrics->failed->inc();
+  ++st->metrics->failed;
   if (stop_requested.load(std::memory_order_relaxed) != 0) {
     // Stopping: a record that fails now is neither retried nor dead-lettered
     // but left for the next run; being not done, it holds the commit point.
@@ -743,7 +743,7 @@ void Consumer::Impl::fail(PartitionState& st, const rd_kafka_message_t* m, int a
     const auto due = detail::epoch_ms_now() + delay.count();
     dlq->write_retry(m, topic, attempt + 1, due, origin);
     ++stats.retried;
-    st.metrics->retried->inc();
+    ++st.metrics->retried;
     spdlog::info("kc: {}[{}] offset {}: {}: {}; to {} for attempt {} of {} in {} ms", st.tp.topic,
                  to_int(st.tp.partition), m->offset, f.type, f.message, topic, attempt + 1, config.retry.max_attempts,
                  delay.count());
@@ -753,7 +753,7 @@ void Consumer::Impl::fail(PartitionState& st, const rd_kafka_message_t* m, int a
     const auto delay = backoff.delay(config.retry, attempt + 1);
     wait_for(st, m->offset, attempt + 1, Clock::now() + delay);
     ++stats.retried;
-    st.metrics->retried->inc();
+    ++st.metrics->retried;
     spdlog::info("kc: {}[{}] offset {}: {}: {}; attempt {} of {} in {} ms", st.tp.topic, to_int(st.tp.partition),
                  m->offset, f.type, f.message, attempt + 1, config.retry.max_attempts, delay.count());
     return;
@@ -843,7 +843,7 @@ void Consumer::Impl::apply_dead_letter_acks() {
     auto& st = *it->second;
     if (st.offsets.done(ack.offset)) {
       stats.dead_lettered += ack.retry ? 0 : 1;
-      st.metrics->dead_lettered->inc(ack.retry ? 0 : 1);
+      st.metrics->dead_lettered += ack.retry ? 0 : 1;
       ++done_since_commit;
       st.metadata_dirty = true;
     }
@@ -1016,6 +1016,7 @@ RunResult Consumer::run() {
       n = batch[0] != nullptr ? 1 : 0;
     }
     const auto now = Clock::now();
+    s.metrics.clock(now);
     for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) {
       rd_kafka_message_t* m = batch[i];
       // Past a stop or the max-messages limit, records are left unprocessed

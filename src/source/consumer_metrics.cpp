@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "metrics/rdkafka_stats.hpp"
 
 namespace kc::detail {
@@ -56,25 +58,52 @@ TopicMetrics* ConsumerMetrics::topic(const std::string& name) {
   if (!slot) {
     slot = std::make_unique<TopicMetrics>();
     const metrics::LabelValues l{name};
-    slot->consumed = &consumed_->with(l);
-    slot->processed = &processed_->with(l);
-    slot->failed = &failed_->with(l);
-    slot->retried = &retried_->with(l);
-    slot->dead_lettered = &dead_lettered_->with(l);
-    slot->processing = &processing_->with(l);
-    slot->end_to_end = &end_to_end_->with(l);
+    auto& s = slot->series;
+    s.consumed = &consumed_->with(l);
+    s.processed = &processed_->with(l);
+    s.failed = &failed_->with(l);
+    s.retried = &retried_->with(l);
+    s.dead_lettered = &dead_lettered_->with(l);
+    s.processing = &processing_->with(l);
+    s.end_to_end = &end_to_end_->with(l);
+    slot->processing.assign(s.processing->bounds().size() + 1, 0);
+    slot->end_to_end.assign(s.end_to_end->bounds().size() + 1, 0);
   }
   return slot.get();
 }
 
-void ConsumerMetrics::observe(TopicMetrics& t, double seconds, std::int64_t timestamp_ms) noexcept {
-  t.processing->observe(seconds);
-  if (timestamp_ms > 0) {
-    const auto now_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-            .count();
-    // Clocks of producers and brokers differ: a timestamp from the future counts as 0.
-    t.end_to_end->observe(now_ms > timestamp_ms ? static_cast<double>(now_ms - timestamp_ms) / 1e3 : 0.0);
+void ConsumerMetrics::clock(std::chrono::steady_clock::time_point now) noexcept {
+  steady_ = now;
+  wall_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+}
+
+void ConsumerMetrics::publish(TopicMetrics& t) noexcept {
+  const auto flush = [](std::uint64_t& n, metrics::Counter* c) {
+    if (n != 0) {
+      c->inc(n);
+      n = 0;
+    }
+  };
+  flush(t.consumed, t.series.consumed);
+  flush(t.processed, t.series.processed);
+  flush(t.failed, t.series.failed);
+  flush(t.retried, t.series.retried);
+  flush(t.dead_lettered, t.series.dead_lettered);
+  if (t.observed != 0) {
+    t.series.processing->add(t.processing, t.processing_sum);
+    t.series.end_to_end->add(t.end_to_end, t.end_to_end_sum);
+    std::fill(t.processing.begin(), t.processing.end(), 0);
+    std::fill(t.end_to_end.begin(), t.end_to_end.end(), 0);
+    t.processing_sum = 0;
+    t.end_to_end_sum = 0;
+    t.observed = 0;
+  }
+}
+
+void ConsumerMetrics::publish() noexcept {
+  for (auto& [name, t] : topics_) {
+    publish(*t);
   }
 }
 

@@ -188,7 +188,7 @@ void Consumer::Impl::start(PartitionState& st, const detail::Dispatch& d, Kept& 
     }
   }
   ++stats.consumed;  // every handler call, as on the poll thread
-  st.metrics->consumed->inc();
+  ++st.metrics->consumed;
   k.began = Clock::now();
   if (!k.counted) {
     k.counted = true;
@@ -251,15 +251,14 @@ void Consumer::Impl::on_completion(detail::CompletionResult&& r) {
   k.running = false;
   --st->running;
   last_activity = Clock::now();
-  detail::ConsumerMetrics::observe(*st->metrics, std::chrono::duration<double>(last_activity - k.began).count(),
-                                   rd_kafka_message_timestamp(k.msg, nullptr));
+  metrics.observe(*st->metrics, k.began, last_activity, rd_kafka_message_timestamp(k.msg, nullptr));
   const std::int64_t offset = r.key.offset;
   if (r.outcome == Outcome::done && !r.thrown) {
     dispatcher->complete(st->pid, offset);
     st->offsets.done(offset);
     st->metadata_dirty = true;
     ++stats.done;
-    st->metrics->processed->inc();
+    ++st->metrics->processed;
     ++done_since_commit;
     finish_record(key);
     if (st->buffer_paused && dispatcher->should_resume(st->pid)) {
@@ -268,7 +267,7 @@ void Consumer::Impl::on_completion(detail::CompletionResult&& r) {
     }
     return;
   }
-  st->metrics->failed->inc();
+  ++st->metrics->failed;
   if (st->revoking || stop_requested.load(std::memory_order_relaxed) != 0) {
     // Going away: a failure now is neither retried nor dead-lettered but
     // left not done for the next owner or run.
@@ -299,7 +298,7 @@ void Consumer::Impl::on_completion(detail::CompletionResult&& r) {
     dispatcher->hold(st->pid, offset, Clock::now() + delay);
     k.attempt = attempt + 1;
     ++stats.retried;
-    st->metrics->retried->inc();
+    ++st->metrics->retried;
     spdlog::info("kc: {}[{}] offset {}: {}: {}; attempt {} of {} in {} ms", st->tp.topic, to_int(st->tp.partition),
                  offset, f.type, f.message, attempt + 1, config.retry.max_attempts, delay.count());
     return;

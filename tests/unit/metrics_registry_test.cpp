@@ -76,6 +76,27 @@ TEST(MetricsRegistry, HistogramBucketsAreCumulativeWithInfSumAndCount) {
             "lat_seconds_count{topic=\"t\"} 5\n");
 }
 
+TEST(MetricsRegistry, HistogramAddsCountsKeptElsewhereAsObserveWould) {
+  Registry r;
+  auto& observed = r.histogram("a_seconds", "a", {0.125, 1}).with();
+  auto& added = r.histogram("b_seconds", "b", {0.125, 1}).with();
+  std::vector<std::uint64_t> counts(3, 0);
+  double sum = 0;
+  for (const double v : {0.0625, 0.125, 0.5, 2.0, 3.0, std::nan("")}) {
+    observed.observe(v);
+    ++counts[added.bucket_of(v)];
+    sum += std::isnan(v) ? 0.0 : v;
+  }
+  added.add(counts, sum);
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(added.bucket(i), observed.bucket(i)) << i;
+  }
+  EXPECT_EQ(added.count(), 6u);
+  EXPECT_EQ(added.sum(), 5.6875);
+  added.add(std::vector<std::uint64_t>{1, 1}, 1.0);  // too few buckets: ignored
+  EXPECT_EQ(added.count(), 6u);
+}
+
 TEST(MetricsRegistry, HistogramWithoutLabelsHasOnlyLe) {
   Registry r;
   r.histogram("h", "x", {1}).with().observe(0.5);
