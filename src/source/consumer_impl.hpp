@@ -140,6 +140,7 @@ struct Consumer::Impl {
   detail::ConsumerMetrics metrics;
   std::unique_ptr<kc::metrics::Server> server;
   Clock::time_point gauges_at;  // when loop_state() last ran
+  Clock::time_point record_clock;  // end of the last handler call (on_message)
   void publish_gauges(Clock::time_point now);
   std::chrono::milliseconds max_poll_interval{300000};
   Handler handler;
