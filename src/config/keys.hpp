@@ -2,13 +2,20 @@
 // secret keys). Private to kc.
 #pragma once
 
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+namespace kc {
+struct ConsumerConfig;
+}
 
 namespace kc::detail {
 
-/// kc's own keys in the order of the key table (kKeys in config.cpp).
-std::vector<std::string_view> config_keys();
+/// kc's own keys in the order of the key table (kKeys in config.cpp), each
+/// with its current value in `config` in the text form set() takes.
+std::vector<std::pair<std::string_view, std::string>> config_values(const ConsumerConfig& config);
 
 /// Registers with kc::log::register_secret() what is secret in `value` when
 /// `key` holds a secret: the whole value, and for schema_registry.basic_auth
