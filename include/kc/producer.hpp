@@ -150,10 +150,6 @@ class Producer {
   /// queued and librdkafka keeps trying). Must not be called from a callback.
   bool flush(std::chrono::milliseconds timeout);
 
-  /// Does nothing: the delivery thread serves the reports. Kept for callers
-  /// written for the earlier, polled producer.
-  void poll() noexcept {}
-
   /// Counts from the delivery reports so far. Takes a short lock.
   DeliveryStats stats() const;
   /// Records enqueued whose report has not been handled yet.

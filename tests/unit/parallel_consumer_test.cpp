@@ -90,9 +90,6 @@ class ParallelOnMock : public ::testing::Test {
       const std::string v = "v" + std::to_string(i);
       const auto k = key_of(i);
       p.produce(topic, k ? std::optional<kc::Bytes>(bytes(*k)) : std::nullopt, bytes(v), i % partitions);
-      if (i % 1000 == 0) {
-        p.poll();
-      }
     }
     ASSERT_TRUE(p.flush(60s)) << "producing " << n << " records to " << topic;
   }
