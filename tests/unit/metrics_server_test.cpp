@@ -1,5 +1,4 @@
 // kc::metrics::Server over real HTTP on 127.0.0.1 (libcurl as the client).
-#include <curl/curl.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -8,39 +7,18 @@
 
 #include "kc/error.hpp"
 #include "kc/metrics.hpp"
+#include "support/http.hpp"
 
 namespace kc::metrics {
 namespace {
 
-struct Response {
-  long status = 0;
-  std::string content_type;
-  std::string body;
-};
-
-std::size_t append(char* data, std::size_t size, std::size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
-Response get(std::uint16_t port, const std::string& path) {
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
-  Response r;
+// A GET through the tests' libcurl client; a failed request fails the test.
+kc::test::HttpResponse get(std::uint16_t port, const std::string& path) {
   const auto url = "http://127.0.0.1:" + std::to_string(port) + path;
-  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, &append);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &r.body);
-  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, 2000L);
-  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
-  const auto rc = curl_easy_perform(curl.get());
-  if (rc != CURLE_OK) {
-    ADD_FAILURE() << "GET " << url << ": " << curl_easy_strerror(rc);
-    return r;
+  auto r = kc::test::http_get(url);
+  if (r.status == 0) {
+    ADD_FAILURE() << "GET " << url << ": " << r.error;
   }
-  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &r.status);
-  const char* ct = nullptr;
-  curl_easy_getinfo(curl.get(), CURLINFO_CONTENT_TYPE, &ct);
-  r.content_type = ct != nullptr ? ct : "";
   return r;
 }
 
