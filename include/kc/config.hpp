@@ -3,6 +3,8 @@
 // Sources, lowest precedence first: defaults, a TOML file, KC_* environment
 // variables, command-line flags. Every source goes through set(), so every
 // source gets the same validation and the same error text, which names the key.
+// A struct filled directly in C++ gets the same checks from validate(): each
+// key's check is written once and run by both.
 #pragma once
 
 #include <chrono>
@@ -87,9 +89,16 @@ struct MetricsPolicy {
 /// | retry.backoff_max_ms  | KC_RETRY_BACKOFF_MAX_MS  | cap on the retry delay (30000)            |
 /// | retry.topics          | KC_RETRY_TOPICS          | non-blocking retry topics (false)         |
 /// | retry.topic_pattern   | KC_RETRY_TOPIC_PATTERN   | `{topic}.retry.{n}`                       |
-/// | dlq.enabled           | KC_DLQ_ENABLED           | dead letters to a topic (false)           |
-/// | dlq.topic             | KC_DLQ_TOPIC             | `{topic}.dead-letter`; setting it enables |
+/// | dlq.enabled           | KC_DLQ_ENABLED           | dead letters to a topic (false); false    |
+/// |                       |                          | also clears dlq.topic                     |
+/// | dlq.topic             | KC_DLQ_TOPIC             | unset: `{topic}.dead-letter`; setting it  |
+/// |                       |                          | (or the struct's field) enables           |
 /// | dlq.headers           | KC_DLQ_HEADERS           | kc, spring or both (kc)                   |
+/// | auto_create_topics    | KC_AUTO_CREATE_TOPICS    | at start, create missing dead-letter and  |
+/// |                       |                          | retry topics (the source topic's partition|
+/// |                       |                          | count, the broker's default replication); |
+/// |                       |                          | false: a missing one is an error at start |
+/// |                       |                          | naming the topic and this key (true)      |
 /// | parallel.ordering     | KC_PARALLEL_ORDERING     | partition, key or unordered (partition)   |
 /// | parallel.concurrency  | KC_PARALLEL_CONCURRENCY  | worker threads; 0: poll thread (0)        |
 /// | parallel.max_in_flight | KC_PARALLEL_MAX_IN_FLIGHT | records in flight, all partitions (1000) |
@@ -102,6 +111,11 @@ struct MetricsPolicy {
 /// | metrics.statistics_interval_ms | ...             | librdkafka statistics.interval.ms (5000)  |
 /// | health.max_poll_gap_ms | KC_HEALTH_MAX_POLL_GAP_MS | liveness fails after this long without a |
 /// |                       |                          | poll (0: max.poll.interval.ms / 2)        |
+/// | health.fatal_after_ms | KC_HEALTH_FATAL_AFTER_MS | authentication, TLS and authorization     |
+/// |                       |                          | failures that last this long end run()    |
+/// |                       |                          | with StopReason::fatal naming the cause   |
+/// |                       |                          | (they show on /readyz at once) (60000; 0: |
+/// |                       |                          | never)                                    |
 /// | schema_registry.url   | KC_SCHEMA_REGISTRY_URL   | Schema Registry base URL                  |
 /// | schema_registry.basic_auth | KC_SCHEMA_REGISTRY_BASIC_AUTH | `user:password` (secret)         |
 /// | schema_registry.bearer_token | KC_SCHEMA_REGISTRY_BEARER_TOKEN | bearer token (secret)        |
@@ -112,6 +126,11 @@ struct MetricsPolicy {
 ///
 /// In a TOML file, `commit.every_messages` is `every_messages` in a `[commit]`
 /// table and librdkafka properties sit in a `[librdkafka]` table with quoted keys.
+///
+/// Durations (`..._ms`) must not be negative; the ranges above (e.g.
+/// commit.every_messages >= 1, parallel.max_in_flight 1..1000000,
+/// parallel.concurrency <= 4096, retry.max_attempts 1..1000,
+/// schema_registry.max_retries 0..100) hold for set() and validate() alike.
 struct ConsumerConfig {
   std::string bootstrap_servers;
   std::string group;
@@ -122,9 +141,18 @@ struct ConsumerConfig {
   std::uint64_t max_messages = 0;
   std::chrono::milliseconds idle_exit{0};
   RetryPolicy retry;
+  /// Dead letters are on when dead_letter.active(): `enabled`, or a `topic` named.
   DeadLetterPolicy dead_letter;
+  /// At start, create missing dead-letter and retry topics (the source
+  /// topic's partition count, the broker's default replication); false: a
+  /// missing one is an error at start naming the topic and auto_create_topics.
+  bool auto_create_topics = true;
   ParallelPolicy parallel;
   MetricsPolicy metrics;
+  /// Authentication, TLS and authorization failures that last this long end
+  /// run() with StopReason::fatal naming the cause (they show on /readyz at
+  /// once); 0: never. Key health.fatal_after_ms.
+  std::chrono::milliseconds fatal_after{60000};
   /// librdkafka properties, passed through after validation.
   std::map<std::string, std::string> librdkafka;
   /// Where decoders of Schema Registry formats find their schemas (used by
@@ -132,9 +160,13 @@ struct ConsumerConfig {
   /// appear in error messages.
   schema::RegistryConfig schema_registry;
 
-  /// Sets one key from its text form. Throws kc::Error (config_unknown_key,
-  /// config_invalid_value, config_forbidden) whose message names the key and
-  /// `source` (e.g. "flag", "env KC_GROUP", "file kc.toml").
+  /// Sets one key from its text form: parses it, assigns it, then runs the
+  /// key's check (the same validate() runs). Throws kc::Error
+  /// (config_unknown_key, config_invalid_value, config_forbidden) whose
+  /// message names the key and `source` (e.g. "flag", "env KC_GROUP", "file
+  /// kc.toml"); the configuration is then unchanged. Checks that relate two
+  /// keys (see validate()) wait for validate(): sources may set them in any
+  /// order. Does not block.
   void set(std::string_view key, std::string_view value, std::string_view source = "set");
 
   /// Reads a TOML file. Throws kc::Error naming the file, line and key.
@@ -170,9 +202,15 @@ struct ConsumerConfig {
   /// KC_* name is an error.
   void load_env(const char* const* envp);
 
-  /// Checks what a consumer needs (group, topics) and that every librdkafka
-  /// property is known to librdkafka with a valid value. Throws kc::Error
-  /// naming the key. Does not block.
+  /// Checks the whole configuration, however it was filled: what a consumer
+  /// needs (group, topics; config_missing), every key's check (those set()
+  /// runs: ranges and forms), the relations between keys
+  /// (retry.backoff_max_ms >= retry.backoff_ms,
+  /// parallel.max_buffered_per_partition >= the per-partition in-flight
+  /// limit, a dead-letter topic that is not the source topic), that kc's own
+  /// librdkafka properties stay false, and that every librdkafka property is
+  /// known to librdkafka with a valid value. Throws kc::Error whose message
+  /// names the key and "validate" as the source. Does not block.
   void validate() const;
 };
 

@@ -78,11 +78,23 @@ enum class DeadLetterHeaders {
 /// record counts as done (and may be committed) only after the broker
 /// acknowledged its dead letter; while the dead-letter topic cannot be
 /// written, the write is retried with backoff and the commit point stays.
+///
+/// Dead letters are on when `enabled` is true or `topic` is set: see
+/// active(), which is what the consumer reads. So `enabled = true` writes to
+/// the default `{topic}.dead-letter`, and naming a `topic` is enough on its
+/// own, on the struct as with set("dlq.topic") (dlq.topic in a file, env or
+/// flag). To turn them off clear both; set("dlq.enabled", "false") does, so
+/// a later source (env, flag) can turn off what an earlier one named.
 struct DeadLetterPolicy {
-  /// Off: a dead record stops its partition (nothing at or past it is committed).
+  /// The topic used when `topic` is empty; `{topic}` is the source topic.
+  static constexpr std::string_view kDefaultTopic = "{topic}.dead-letter";
+
+  /// On with the default topic (or with `topic` when set). Both off: a dead
+  /// record stops its partition (nothing at or past it is committed).
   bool enabled = false;
-  /// Topic name; `{topic}` is replaced by the source topic.
-  std::string topic = "{topic}.dead-letter";
+  /// Topic name; `{topic}` is replaced by the source topic. Empty: not
+  /// named (kDefaultTopic, used when `enabled`). Not empty: dead letters on.
+  std::string topic;
   DeadLetterHeaders headers = DeadLetterHeaders::kc;
   /// Error messages longer than this are cut (with "..." appended).
   std::size_t max_error_message = 1024;
@@ -90,7 +102,12 @@ struct DeadLetterPolicy {
   std::chrono::milliseconds write_backoff{1000};
   std::chrono::milliseconds write_backoff_max{30000};
 
-  /// The dead-letter topic for `source_topic`.
+  /// Whether failed records are written to a dead-letter topic: `enabled`
+  /// or a `topic` named. Pure; any thread.
+  bool active() const noexcept { return enabled || !topic.empty(); }
+
+  /// The dead-letter topic for `source_topic`: `topic` (kDefaultTopic when
+  /// empty) with `{topic}` replaced. Pure; any thread; throws std::bad_alloc.
   std::string topic_for(std::string_view source_topic) const;
 };
 

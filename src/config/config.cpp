@@ -7,6 +7,7 @@
 #include <charconv>
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <string>
 #include <toml++/toml.h>
 
@@ -24,6 +25,9 @@ constexpr std::string_view kRdkafkaPrefix = "librdkafka.";
               std::string(key) + " (" + std::string(source) + "): " + std::string(why));
 }
 
+// Parsers: the text form to a value of the field's type. They refuse text
+// that is no such value (a word for a number, a number the type cannot
+// hold); what the value may be is the key's check, below.
 std::uint64_t parse_uint(std::string_view key, std::string_view value, std::string_view source) {
   std::uint64_t out = 0;
   const auto* end = value.data() + value.size();
@@ -32,6 +36,23 @@ std::uint64_t parse_uint(std::string_view key, std::string_view value, std::stri
     invalid(key, source, "expected a non-negative integer, got '" + std::string(value) + "'");
   }
   return out;
+}
+
+// A count for a field of type N: refuses what N cannot hold, so that no
+// value wraps into the range the key's check accepts.
+template <class N>
+N parse_count(std::string_view key, std::string_view value, std::string_view source) {
+  const auto n = parse_uint(key, value, source);
+  if (n > static_cast<std::uint64_t>(std::numeric_limits<N>::max())) {
+    invalid(key, source,
+            "expected an integer up to " + std::to_string(std::numeric_limits<N>::max()) + ", got '" +
+                std::string(value) + "'");
+  }
+  return static_cast<N>(n);
+}
+
+std::chrono::milliseconds parse_ms(std::string_view key, std::string_view value, std::string_view source) {
+  return std::chrono::milliseconds(parse_count<std::chrono::milliseconds::rep>(key, value, source));
 }
 
 bool parse_bool(std::string_view key, std::string_view value, std::string_view source) {
@@ -65,6 +86,19 @@ std::vector<std::string> parse_list(std::string_view value) {
   return out;
 }
 
+// Checks shared by several keys.
+void not_negative(std::chrono::milliseconds d, std::string_view key, std::string_view source) {
+  if (d.count() < 0) {
+    invalid(key, source, "must not be negative");
+  }
+}
+
+void at_least_1(std::chrono::milliseconds d, std::string_view key, std::string_view source) {
+  if (d.count() < 1) {
+    invalid(key, source, "must be at least 1");
+  }
+}
+
 // The text forms of values, for the getters.
 std::string ms(std::chrono::milliseconds d) {
   return std::to_string(d.count());
@@ -84,7 +118,17 @@ std::string join(const std::vector<std::string>& v) {
   return out;
 }
 
+// Parses the text form and assigns it; throws for text that is no value of
+// the field's type.
 using Setter = void (*)(ConsumerConfig&, std::string_view key, std::string_view value, std::string_view source);
+
+// The key's own rule on its current value (range, form). set() runs it after
+// the setter, validate() for every key, so a rule cannot hold for one path
+// only. Rules between keys are in check_relations().
+using Check = void (*)(const ConsumerConfig&, std::string_view key, std::string_view source);
+
+// The check of a key whose field's every value is fine.
+constexpr Check kAnyValue = nullptr;
 
 // A key's current value in the text form set() takes (for effective()).
 using Getter = std::string (*)(const ConsumerConfig&);
@@ -92,111 +136,135 @@ using Getter = std::string (*)(const ConsumerConfig&);
 struct KeyDef {
   std::string_view key;
   Setter set;
+  Check check;
   Getter get;
 };
 
-// The one list of kc's own keys: set(), the file reader, the env reader and
-// effective() use it.
+// The one list of kc's own keys: set(), validate(), the file reader, the env
+// reader and effective() use it.
 constexpr KeyDef kKeys[] = {
     {"bootstrap_servers",
      [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
        c.bootstrap_servers = std::string(v);
      },
+     kAnyValue,  // empty: the embedded (mock) broker
      [](const ConsumerConfig& c) { return c.bootstrap_servers; }},
     {"group",
-     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       if (v.empty()) {
+     [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) { c.group = std::string(v); },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       if (c.group.empty()) {
          invalid(k, s, "must not be empty");
        }
-       c.group = std::string(v);
      },
      [](const ConsumerConfig& c) { return c.group; }},
     {"topics",
      [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) { c.topics = parse_list(v); },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       // set() drops empty items; the struct may hold one.
+       if (std::find(c.topics.begin(), c.topics.end(), std::string()) != c.topics.end()) {
+         invalid(k, s, "an empty topic name");
+       }
+     },
      [](const ConsumerConfig& c) { return join(c.topics); }},
     {"from_beginning",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
        c.from_beginning = parse_bool(k, v, s);
      },
+     kAnyValue,  // a bool
      [](const ConsumerConfig& c) { return yes_no(c.from_beginning); }},
     {"commit.every_messages",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       const auto n = parse_uint(k, v, s);
-       if (n == 0) {
+       c.commit.every_messages = parse_count<std::size_t>(k, v, s);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       if (c.commit.every_messages == 0) {
          invalid(k, s, "must be at least 1");
        }
-       c.commit.every_messages = n;
      },
      [](const ConsumerConfig& c) { return std::to_string(c.commit.every_messages); }},
     {"commit.interval_ms",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       const auto n = parse_uint(k, v, s);
-       if (n == 0) {
-         invalid(k, s, "must be at least 1");
-       }
-       c.commit.interval = std::chrono::milliseconds(n);
+       c.commit.interval = parse_ms(k, v, s);
      },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) { at_least_1(c.commit.interval, k, s); },
      [](const ConsumerConfig& c) { return ms(c.commit.interval); }},
     {"shutdown.timeout_ms",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       c.shutdown_timeout = std::chrono::milliseconds(parse_uint(k, v, s));
+       c.shutdown_timeout = parse_ms(k, v, s);
      },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) { not_negative(c.shutdown_timeout, k, s); },
      [](const ConsumerConfig& c) { return ms(c.shutdown_timeout); }},
     {"max_messages",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
        c.max_messages = parse_uint(k, v, s);
      },
+     kAnyValue,  // 0: never
      [](const ConsumerConfig& c) { return std::to_string(c.max_messages); }},
     {"idle_exit_ms",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       c.idle_exit = std::chrono::milliseconds(parse_uint(k, v, s));
+       c.idle_exit = parse_ms(k, v, s);
      },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) { not_negative(c.idle_exit, k, s); },
      [](const ConsumerConfig& c) { return ms(c.idle_exit); }},
     {"retry.max_attempts",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       const auto n = parse_uint(k, v, s);
-       if (n == 0 || n > 1000) {
+       c.retry.max_attempts = parse_count<int>(k, v, s);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       if (c.retry.max_attempts < 1 || c.retry.max_attempts > 1000) {
          invalid(k, s, "must be between 1 and 1000 (1: no retry)");
        }
-       c.retry.max_attempts = static_cast<int>(n);
      },
      [](const ConsumerConfig& c) { return std::to_string(c.retry.max_attempts); }},
     {"retry.backoff_ms",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       c.retry.backoff = std::chrono::milliseconds(parse_uint(k, v, s));
+       c.retry.backoff = parse_ms(k, v, s);
      },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) { not_negative(c.retry.backoff, k, s); },
      [](const ConsumerConfig& c) { return ms(c.retry.backoff); }},
     {"retry.backoff_max_ms",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       c.retry.backoff_max = std::chrono::milliseconds(parse_uint(k, v, s));
+       c.retry.backoff_max = parse_ms(k, v, s);
      },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) { not_negative(c.retry.backoff_max, k, s); },
      [](const ConsumerConfig& c) { return ms(c.retry.backoff_max); }},
     {"retry.topics",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
        c.retry.use_topics = parse_bool(k, v, s);
      },
+     kAnyValue,  // a bool
      [](const ConsumerConfig& c) { return yes_no(c.retry.use_topics); }},
     {"retry.topic_pattern",
-     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       if (v.find("{n}") == std::string_view::npos) {
+     [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
+       c.retry.topic_pattern = std::string(v);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       if (c.retry.topic_pattern.find("{n}") == std::string::npos) {
          invalid(k, s, "must contain {n} (the retry level), e.g. {topic}.retry.{n}");
        }
-       c.retry.topic_pattern = std::string(v);
      },
      [](const ConsumerConfig& c) { return c.retry.topic_pattern; }},
     {"dlq.enabled",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       // Off clears the topic too (a named topic alone turns dead letters
+       // on): an env or flag can turn off what a file named.
        c.dead_letter.enabled = parse_bool(k, v, s);
+       if (!c.dead_letter.enabled) {
+         c.dead_letter.topic.clear();
+       }
      },
-     [](const ConsumerConfig& c) { return yes_no(c.dead_letter.enabled); }},
+     kAnyValue,  // a bool
+     [](const ConsumerConfig& c) { return yes_no(c.dead_letter.active()); }},
     {"dlq.topic",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
        if (v.empty()) {
          invalid(k, s, "must not be empty (use {topic} for the source topic's name)");
        }
        c.dead_letter.topic = std::string(v);
+       // active() would say so already; `enabled` too, for code that reads the field.
        c.dead_letter.enabled = true;
      },
+     kAnyValue,  // empty on the struct: not named (the default pattern)
      [](const ConsumerConfig& c) { return c.dead_letter.topic; }},
     {"dlq.headers",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
@@ -210,6 +278,7 @@ constexpr KeyDef kKeys[] = {
          invalid(k, s, "expected kc, spring or both, got '" + std::string(v) + "'");
        }
      },
+     kAnyValue,  // an enumerator
      [](const ConsumerConfig& c) -> std::string {
        switch (c.dead_letter.headers) {
          case DeadLetterHeaders::kc: return "kc";
@@ -218,6 +287,12 @@ constexpr KeyDef kKeys[] = {
        }
        return "?";
      }},
+    {"auto_create_topics",
+     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
+       c.auto_create_topics = parse_bool(k, v, s);
+     },
+     kAnyValue,  // a bool
+     [](const ConsumerConfig& c) { return yes_no(c.auto_create_topics); }},
     {"parallel.ordering",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
        if (v == "partition") {
@@ -230,6 +305,7 @@ constexpr KeyDef kKeys[] = {
          invalid(k, s, "expected partition, key or unordered, got '" + std::string(v) + "'");
        }
      },
+     kAnyValue,  // an enumerator
      [](const ConsumerConfig& c) -> std::string {
        switch (c.parallel.ordering) {
          case Ordering::partition: return "partition";
@@ -240,147 +316,200 @@ constexpr KeyDef kKeys[] = {
      }},
     {"parallel.concurrency",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       const auto n = parse_uint(k, v, s);
-       if (n > 4096) {
+       c.parallel.concurrency = parse_count<std::size_t>(k, v, s);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       if (c.parallel.concurrency > 4096) {
          invalid(k, s, "must be at most 4096 worker threads (for more concurrent I/O use an asynchronous handler)");
        }
-       c.parallel.concurrency = n;
      },
      [](const ConsumerConfig& c) { return std::to_string(c.parallel.concurrency); }},
     {"parallel.max_in_flight",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       const auto n = parse_uint(k, v, s);
-       if (n == 0 || n > 1000000) {
+       c.parallel.max_in_flight = parse_count<std::size_t>(k, v, s);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       if (c.parallel.max_in_flight == 0 || c.parallel.max_in_flight > 1000000) {
          invalid(k, s, "must be between 1 and 1000000");
        }
-       c.parallel.max_in_flight = n;
      },
      [](const ConsumerConfig& c) { return std::to_string(c.parallel.max_in_flight); }},
     {"parallel.max_in_flight_per_partition",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       const auto n = parse_uint(k, v, s);
-       if (n > 1000000) {
+       c.parallel.max_in_flight_per_partition = parse_count<std::size_t>(k, v, s);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       if (c.parallel.max_in_flight_per_partition > 1000000) {
          invalid(k, s, "must be at most 1000000 (0: the same as parallel.max_in_flight)");
        }
-       c.parallel.max_in_flight_per_partition = n;
      },
      [](const ConsumerConfig& c) { return std::to_string(c.parallel.max_in_flight_per_partition); }},
     {"parallel.max_buffered_per_partition",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       const auto n = parse_uint(k, v, s);
-       if (n > 10000000) {
+       c.parallel.max_buffered_per_partition = parse_count<std::size_t>(k, v, s);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       if (c.parallel.max_buffered_per_partition > 10000000) {
          invalid(k, s, "must be at most 10000000 (0: automatic)");
        }
-       c.parallel.max_buffered_per_partition = n;
      },
      [](const ConsumerConfig& c) { return std::to_string(c.parallel.max_buffered_per_partition); }},
     {"parallel.revoke_timeout_ms",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       c.parallel.revoke_timeout = std::chrono::milliseconds(parse_uint(k, v, s));
+       c.parallel.revoke_timeout = parse_ms(k, v, s);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       not_negative(c.parallel.revoke_timeout, k, s);
      },
      [](const ConsumerConfig& c) { return ms(c.parallel.revoke_timeout); }},
     {"metrics.port",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
        const auto n = parse_uint(k, v, s);
-       if (n > 65535) {
+       if (n > 65535) {  // the field's type: every std::uint16_t is a port
          invalid(k, s, "expected a TCP port (0-65535; 0: an ephemeral port)");
        }
        c.metrics.port = static_cast<std::uint16_t>(n);
      },
+     kAnyValue,  // a std::uint16_t (the setter refuses more)
      [](const ConsumerConfig& c) { return c.metrics.port ? std::to_string(*c.metrics.port) : std::string(); }},
     {"metrics.bind",
-     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       if (v.empty()) {
+     [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) { c.metrics.bind = std::string(v); },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       if (c.metrics.bind.empty()) {
          invalid(k, s, "must not be empty (0.0.0.0: every interface)");
        }
-       c.metrics.bind = std::string(v);
      },
      [](const ConsumerConfig& c) { return c.metrics.bind; }},
     {"metrics.statistics_interval_ms",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       c.metrics.statistics_interval = std::chrono::milliseconds(parse_uint(k, v, s));
+       c.metrics.statistics_interval = parse_ms(k, v, s);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       not_negative(c.metrics.statistics_interval, k, s);
      },
      [](const ConsumerConfig& c) { return ms(c.metrics.statistics_interval); }},
     {"health.max_poll_gap_ms",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       c.metrics.max_poll_gap = std::chrono::milliseconds(parse_uint(k, v, s));
+       c.metrics.max_poll_gap = parse_ms(k, v, s);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       not_negative(c.metrics.max_poll_gap, k, s);
      },
      [](const ConsumerConfig& c) { return ms(c.metrics.max_poll_gap); }},
-    {"schema_registry.url",
+    {"health.fatal_after_ms",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       if (!v.starts_with("http://") && !v.starts_with("https://")) {
+       c.fatal_after = parse_ms(k, v, s);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) { not_negative(c.fatal_after, k, s); },
+     [](const ConsumerConfig& c) { return ms(c.fatal_after); }},
+    {"schema_registry.url",
+     [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
+       c.schema_registry.url = std::string(v);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       const auto& url = c.schema_registry.url;  // empty: no registry
+       if (!url.empty() && !url.starts_with("http://") && !url.starts_with("https://")) {
          invalid(k, s, "expected an http:// or https:// URL");
        }
-       c.schema_registry.url = std::string(v);
      },
      [](const ConsumerConfig& c) { return c.schema_registry.url; }},
     // Secrets: errors name the key, never the value.
     {"schema_registry.basic_auth",
-     [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       if (!v.empty() && v.find(':') == std::string_view::npos) {
+     [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
+       c.schema_registry.basic_auth = std::string(v);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       const auto& auth = c.schema_registry.basic_auth;
+       if (!auth.empty() && auth.find(':') == std::string::npos) {
          invalid(k, s, "expected user:password");
        }
-       c.schema_registry.basic_auth = std::string(v);
      },
      [](const ConsumerConfig& c) { return c.schema_registry.basic_auth; }},
     {"schema_registry.bearer_token",
      [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
        c.schema_registry.bearer_token = std::string(v);
      },
+     kAnyValue,  // free text
      [](const ConsumerConfig& c) { return c.schema_registry.bearer_token; }},
     {"schema_registry.ca_file",
      [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
        c.schema_registry.ca_file = std::string(v);
      },
+     kAnyValue,  // free text
      [](const ConsumerConfig& c) { return c.schema_registry.ca_file; }},
     {"schema_registry.cert_file",
      [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
        c.schema_registry.cert_file = std::string(v);
      },
+     kAnyValue,  // free text
      [](const ConsumerConfig& c) { return c.schema_registry.cert_file; }},
     {"schema_registry.key_file",
      [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
        c.schema_registry.key_file = std::string(v);
      },
+     kAnyValue,  // free text
      [](const ConsumerConfig& c) { return c.schema_registry.key_file; }},
     {"schema_registry.key_password",
      [](ConsumerConfig& c, std::string_view, std::string_view v, std::string_view) {
        c.schema_registry.key_password = std::string(v);
      },
+     kAnyValue,  // free text
      [](const ConsumerConfig& c) { return c.schema_registry.key_password; }},
     {"schema_registry.verify_tls",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
        c.schema_registry.verify_tls = parse_bool(k, v, s);
      },
+     kAnyValue,  // a bool
      [](const ConsumerConfig& c) { return yes_no(c.schema_registry.verify_tls); }},
     {"schema_registry.timeout_ms",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       const auto n = parse_uint(k, v, s);
-       if (n == 0) {
-         invalid(k, s, "must be at least 1");
-       }
-       c.schema_registry.timeout = std::chrono::milliseconds(n);
+       c.schema_registry.timeout = parse_ms(k, v, s);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       at_least_1(c.schema_registry.timeout, k, s);
      },
      [](const ConsumerConfig& c) { return ms(c.schema_registry.timeout); }},
     {"schema_registry.max_retries",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       const auto n = parse_uint(k, v, s);
-       if (n > 100) {
-         invalid(k, s, "must be at most 100");
+       c.schema_registry.max_retries = parse_count<int>(k, v, s);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       if (c.schema_registry.max_retries < 0 || c.schema_registry.max_retries > 100) {
+         invalid(k, s, "must be between 0 and 100");
        }
-       c.schema_registry.max_retries = static_cast<int>(n);
      },
      [](const ConsumerConfig& c) { return std::to_string(c.schema_registry.max_retries); }},
     {"schema_registry.cache_capacity",
      [](ConsumerConfig& c, std::string_view k, std::string_view v, std::string_view s) {
-       const auto n = parse_uint(k, v, s);
-       if (n == 0) {
+       c.schema_registry.cache_capacity = parse_count<std::size_t>(k, v, s);
+     },
+     [](const ConsumerConfig& c, std::string_view k, std::string_view s) {
+       if (c.schema_registry.cache_capacity == 0) {
          invalid(k, s, "must be at least 1");
        }
-       c.schema_registry.cache_capacity = n;
      },
      [](const ConsumerConfig& c) { return std::to_string(c.schema_registry.cache_capacity); }},
 };
+
+// Rules between keys: validate() only, since a file, the environment and
+// flags may set the two keys in either order.
+void check_relations(const ConsumerConfig& c, std::string_view source) {
+  if (c.retry.backoff_max < c.retry.backoff) {
+    invalid("retry.backoff_max_ms", source, "must not be below retry.backoff_ms");
+  }
+  if (c.dead_letter.active()) {
+    for (const auto& t : c.topics) {
+      if (c.dead_letter.topic_for(t) == t) {
+        invalid("dlq.topic", source, "'" + c.dead_letter.topic + "' names the source topic itself (" + t + ")");
+      }
+    }
+  }
+  const auto per_partition = c.parallel.max_in_flight_per_partition;
+  if (c.parallel.max_buffered_per_partition != 0 &&
+      c.parallel.max_buffered_per_partition < (per_partition != 0 ? per_partition : 1)) {
+    invalid("parallel.max_buffered_per_partition", source, "must not be below parallel.max_in_flight_per_partition");
+  }
+}
 
 // Properties kc owns: at-least-once depends on them being off.
 void check_owned_property(std::string_view prop, std::string_view value, std::string_view source) {
@@ -465,7 +594,13 @@ void ConsumerConfig::set(std::string_view key, std::string_view value, std::stri
   }
   for (const auto& def : kKeys) {
     if (def.key == key) {
-      def.set(*this, key, value, source);
+      // Into a copy: a value that its check refuses leaves *this as it was.
+      ConsumerConfig next = *this;
+      def.set(next, key, value, source);
+      if (def.check != nullptr) {
+        def.check(next, key, source);
+      }
+      *this = std::move(next);
       return;
     }
   }
@@ -523,33 +658,23 @@ void ConsumerConfig::load_env(const char* const* envp) {
 }
 
 void ConsumerConfig::validate() const {
+  constexpr std::string_view kSource = "validate";
   if (group.empty()) {
-    throw Error(errc::config_missing, "group: a consumer group is required");
+    throw Error(errc::config_missing, "group (validate): a consumer group is required");
   }
   if (topics.empty()) {
-    throw Error(errc::config_missing, "topics: at least one topic (or ^regex) is required");
+    throw Error(errc::config_missing, "topics (validate): at least one topic (or ^regex) is required");
   }
-  if (retry.backoff_max < retry.backoff) {
-    throw Error(errc::config_invalid_value, "retry.backoff_max_ms: must not be below retry.backoff_ms");
-  }
-  if (dead_letter.enabled) {
-    for (const auto& t : topics) {
-      if (dead_letter.topic_for(t) == t) {
-        throw Error(errc::config_invalid_value,
-                    "dlq.topic: '" + dead_letter.topic + "' names the source topic itself (" + t + ")");
-      }
+  for (const auto& def : kKeys) {
+    if (def.check != nullptr) {
+      def.check(*this, def.key, kSource);
     }
   }
-  if (parallel.max_buffered_per_partition != 0 &&
-      parallel.max_buffered_per_partition <
-          (parallel.max_in_flight_per_partition != 0 ? parallel.max_in_flight_per_partition : 1)) {
-    throw Error(errc::config_invalid_value,
-                "parallel.max_buffered_per_partition: must not be below parallel.max_in_flight_per_partition");
-  }
+  check_relations(*this, kSource);
   // librdkafka knows its own properties best: apply them to a scratch conf.
   detail::ConfPtr conf(rd_kafka_conf_new());
   for (const auto& [k, v] : librdkafka) {
-    check_owned_property(k, v, "validate");  // the map may have been filled directly
+    check_owned_property(k, v, kSource);  // the map may have been filled directly
     detail::conf_set(conf.get(), k, v);
   }
 }

@@ -27,7 +27,7 @@ std::string RetryPolicy::retry_topic_for(std::string_view source_topic, int n) c
 }
 
 std::string DeadLetterPolicy::topic_for(std::string_view source_topic) const {
-  std::string out = topic;
+  std::string out = topic.empty() ? std::string(kDefaultTopic) : topic;
   for (auto at = out.find("{topic}"); at != std::string::npos; at = out.find("{topic}", at + source_topic.size())) {
     out.replace(at, 7, source_topic);
   }

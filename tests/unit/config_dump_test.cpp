@@ -57,7 +57,9 @@ TEST(ConfigDump, ShowsEveryKeyWithItsDefault) {
   EXPECT_EQ(m.at("retry.max_attempts"), "3");
   EXPECT_EQ(m.at("retry.topic_pattern"), "{topic}.retry.{n}");
   EXPECT_EQ(m.at("dlq.enabled"), "false");
-  EXPECT_EQ(m.at("dlq.topic"), "{topic}.dead-letter");
+  EXPECT_EQ(m.at("dlq.topic"), "");  // unset: the default pattern, {topic}.dead-letter
+  EXPECT_EQ(m.at("auto_create_topics"), "true");
+  EXPECT_EQ(m.at("health.fatal_after_ms"), "60000");
   EXPECT_EQ(m.at("dlq.headers"), "kc");
   EXPECT_EQ(m.at("parallel.ordering"), "partition");
   EXPECT_EQ(m.at("schema_registry.verify_tls"), "true");
@@ -93,6 +95,32 @@ TEST(ConfigDump, ValuesReadBackThroughSet) {
   EXPECT_EQ(m.at("topics"), "a,b,^c.*");
   EXPECT_EQ(m.at("librdkafka.fetch.max.bytes"), "1048576");
   EXPECT_EQ(eff.back().first, "librdkafka.fetch.max.bytes");
+}
+
+// What kc config check prints reads back as a file: a TOML table's keys in
+// sorted order, the unset ones ("") left out.
+TEST(ConfigDump, EffectiveReadsBackToTheSameConfiguration) {
+  const auto read_back = [](const ConsumerConfig& c) {
+    ConsumerConfig d;
+    for (const auto& [k, v] : as_map(c.effective(false))) {
+      if (!v.empty()) {
+        d.set(k, v, "read back");
+      }
+    }
+    return d;
+  };
+  ConsumerConfig off;
+  ConsumerConfig on_by_default;
+  on_by_default.set("dlq.enabled", "true");
+  ConsumerConfig on_by_topic;
+  on_by_topic.dead_letter.topic = "{topic}.dlq";
+  ConsumerConfig off_again;
+  off_again.set("dlq.topic", "{topic}.dlq");
+  off_again.set("dlq.enabled", "false");
+  for (const auto* c : {&off, &on_by_default, &on_by_topic, &off_again}) {
+    const auto want = as_map(c->effective(false));
+    EXPECT_EQ(as_map(read_back(*c).effective(false)), want) << "dlq.enabled = " << want.at("dlq.enabled");
+  }
 }
 
 TEST(ConfigDump, RedactsEverySecretKey) {

@@ -1,8 +1,15 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "kc/config.hpp"
 #include "kc/error.hpp"
@@ -201,4 +208,240 @@ TEST(Config, ParallelKeysFromSetAndEnvWithErrorsThatNameTheKey) {
       EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
     }
   }
+}
+
+namespace {
+
+// A configuration validate() accepts, filled on the struct.
+ConsumerConfig valid_config() {
+  ConsumerConfig c;
+  c.group = "g";
+  c.topics = {"orders"};
+  return c;
+}
+
+std::map<std::string, std::string> effective_map(const ConsumerConfig& c) {
+  const auto eff = c.effective(false);
+  return {eff.begin(), eff.end()};
+}
+
+// One kc key, how to get it wrong through set() and on the struct.
+struct BadValue {
+  std::string key;
+  // Text set() must refuse; nullopt: any text is a value (free text).
+  std::optional<std::string> text;
+  // Puts a value on the struct that validate() must refuse; empty: the
+  // field's type admits no bad value (a bool, free text, an enum, uint16).
+  std::function<void(ConsumerConfig&)> assign;
+};
+
+// Every kc key (a key missing here fails EveryKeyIsListedWithItsBadValues):
+// a check set() makes must also be made by validate() on the struct.
+std::vector<BadValue> bad_values() {
+  using std::chrono::milliseconds;
+  const milliseconds neg(-1);
+  return {
+      {"bootstrap_servers", std::nullopt, {}},  // free text; empty: the mock broker
+      {"group", "", [](ConsumerConfig& c) { c.group.clear(); }},
+      {"topics", std::nullopt, [](ConsumerConfig& c) { c.topics = {"orders", ""}; }},
+      {"from_beginning", "perhaps", {}},
+      {"commit.every_messages", "0", [](ConsumerConfig& c) { c.commit.every_messages = 0; }},
+      {"commit.interval_ms", "0", [](ConsumerConfig& c) { c.commit.interval = milliseconds(0); }},
+      {"shutdown.timeout_ms", "-1", [neg](ConsumerConfig& c) { c.shutdown_timeout = neg; }},
+      {"max_messages", "many", {}},
+      {"idle_exit_ms", "-1", [neg](ConsumerConfig& c) { c.idle_exit = neg; }},
+      {"retry.max_attempts", "0", [](ConsumerConfig& c) { c.retry.max_attempts = 0; }},
+      {"retry.max_attempts", "1001", [](ConsumerConfig& c) { c.retry.max_attempts = 1001; }},
+      {"retry.max_attempts", "4294967297", [](ConsumerConfig& c) { c.retry.max_attempts = -1; }},
+      {"retry.backoff_ms", "-1", [neg](ConsumerConfig& c) { c.retry.backoff = neg; }},
+      {"retry.backoff_max_ms", "-1", [neg](ConsumerConfig& c) { c.retry.backoff_max = neg; }},
+      {"retry.topics", "sometimes", {}},
+      {"retry.topic_pattern", "{topic}.retry", [](ConsumerConfig& c) { c.retry.topic_pattern = "{topic}.retry"; }},
+      {"dlq.enabled", "sometimes", {}},
+      {"dlq.topic", "", {}},  // empty on the struct: the default pattern
+      {"dlq.headers", "xml", {}},
+      {"parallel.ordering", "by-key", {}},
+      {"parallel.concurrency", "4097", [](ConsumerConfig& c) { c.parallel.concurrency = 4097; }},
+      {"parallel.max_in_flight", "0", [](ConsumerConfig& c) { c.parallel.max_in_flight = 0; }},
+      {"parallel.max_in_flight", "1000001", [](ConsumerConfig& c) { c.parallel.max_in_flight = 1000001; }},
+      {"parallel.max_in_flight_per_partition", "1000001",
+       [](ConsumerConfig& c) { c.parallel.max_in_flight_per_partition = 1000001; }},
+      {"parallel.max_buffered_per_partition", "10000001",
+       [](ConsumerConfig& c) { c.parallel.max_buffered_per_partition = 10000001; }},
+      {"parallel.revoke_timeout_ms", "-1", [neg](ConsumerConfig& c) { c.parallel.revoke_timeout = neg; }},
+      {"metrics.port", "65536", {}},  // a uint16_t on the struct
+      {"metrics.bind", "", [](ConsumerConfig& c) { c.metrics.bind.clear(); }},
+      {"metrics.statistics_interval_ms", "-1", [neg](ConsumerConfig& c) { c.metrics.statistics_interval = neg; }},
+      {"health.max_poll_gap_ms", "-1", [neg](ConsumerConfig& c) { c.metrics.max_poll_gap = neg; }},
+      {"health.fatal_after_ms", "-1", [neg](ConsumerConfig& c) { c.fatal_after = neg; }},
+      {"auto_create_topics", "sometimes", {}},
+      {"schema_registry.url", "registry:8081", [](ConsumerConfig& c) { c.schema_registry.url = "registry:8081"; }},
+      {"schema_registry.basic_auth", "no-colon", [](ConsumerConfig& c) { c.schema_registry.basic_auth = "no-colon"; }},
+      {"schema_registry.bearer_token", std::nullopt, {}},
+      {"schema_registry.ca_file", std::nullopt, {}},
+      {"schema_registry.cert_file", std::nullopt, {}},
+      {"schema_registry.key_file", std::nullopt, {}},
+      {"schema_registry.key_password", std::nullopt, {}},
+      {"schema_registry.verify_tls", "maybe", {}},
+      {"schema_registry.timeout_ms", "0", [](ConsumerConfig& c) { c.schema_registry.timeout = milliseconds(0); }},
+      {"schema_registry.timeout_ms", "-1", [neg](ConsumerConfig& c) { c.schema_registry.timeout = neg; }},
+      {"schema_registry.max_retries", "101", [](ConsumerConfig& c) { c.schema_registry.max_retries = 101; }},
+      {"schema_registry.max_retries", "-1", [](ConsumerConfig& c) { c.schema_registry.max_retries = -1; }},
+      {"schema_registry.cache_capacity", "0", [](ConsumerConfig& c) { c.schema_registry.cache_capacity = 0; }},
+  };
+}
+
+}  // namespace
+
+TEST(Config, EveryKeyIsListedWithItsBadValues) {
+  const auto listed = bad_values();
+  const auto keys = effective_map(ConsumerConfig{});
+  for (const auto& [key, value] : keys) {
+    const auto found =
+        std::any_of(listed.begin(), listed.end(), [&key = key](const BadValue& b) { return b.key == key; });
+    EXPECT_TRUE(found) << key << ": a new key; add its bad values to bad_values() (and its check to the key table)";
+  }
+  for (const auto& b : listed) {
+    EXPECT_TRUE(keys.contains(b.key)) << b.key << ": not a key";
+  }
+}
+
+TEST(Config, SetRefusesEachBadValueNamingKeyAndSource) {
+  for (const auto& b : bad_values()) {
+    if (!b.text) {
+      continue;
+    }
+    ConsumerConfig c = valid_config();
+    const auto before = effective_map(c);
+    try {
+      c.set(b.key, *b.text, "flag --x");
+      ADD_FAILURE() << b.key << " = '" << *b.text << "' accepted by set()";
+    } catch (const kc::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(b.key + " (flag --x)"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(effective_map(c), before) << b.key << ": a refused set() changed the configuration";
+  }
+}
+
+TEST(Config, ValidateRefusesOnTheStructWhatSetRefuses) {
+  ASSERT_NO_THROW(valid_config().validate());
+  for (const auto& b : bad_values()) {
+    if (!b.assign) {
+      continue;
+    }
+    ConsumerConfig c = valid_config();
+    b.assign(c);
+    try {
+      c.validate();
+      ADD_FAILURE() << b.key << ": a bad value on the struct passed validate()";
+    } catch (const kc::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(b.key + " (validate)"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Config, EveryDefaultPassesSetAndValidate) {
+  ConsumerConfig c = valid_config();
+  for (const auto& [key, value] : ConsumerConfig{}.effective(false)) {
+    if (!value.empty()) {  // "": unset
+      EXPECT_NO_THROW(c.set(key, value)) << key << " = " << value;
+    }
+  }
+  EXPECT_NO_THROW(c.validate());
+}
+
+TEST(Config, RelationsBetweenKeysAreCheckedByValidateNamingTheKey) {
+  auto c = valid_config();
+  c.set("retry.backoff_ms", "60000");  // above the default cap (30000): fine until validate()
+  expect_error([&] { c.validate(); }, kc::errc::config_invalid_value, "retry.backoff_max_ms (validate)");
+  c.set("retry.backoff_max_ms", "120000");
+  EXPECT_NO_THROW(c.validate());
+  c.parallel.max_in_flight_per_partition = 50;
+  c.parallel.max_buffered_per_partition = 10;
+  expect_error([&] { c.validate(); }, kc::errc::config_invalid_value, "parallel.max_buffered_per_partition (validate)");
+}
+
+TEST(Config, DeadLetterTopicOnTheStructEnablesDeadLettersAsSetDoes) {
+  ConsumerConfig by_set = valid_config();
+  by_set.set("dlq.topic", "{topic}.dlq");
+  ConsumerConfig by_struct = valid_config();
+  by_struct.dead_letter.topic = "{topic}.dlq";
+  EXPECT_EQ(effective_map(by_struct), effective_map(by_set));
+  EXPECT_EQ(effective_map(by_struct).at("dlq.enabled"), "true");
+  EXPECT_EQ(by_struct.dead_letter.topic_for("orders"), "orders.dlq");
+  // Enabled, the topic is checked too: not the source topic itself.
+  by_struct.dead_letter.topic = "{topic}";
+  expect_error([&] { by_struct.validate(); }, kc::errc::config_invalid_value, "dlq.topic (validate)");
+}
+
+TEST(Config, DeadLettersOnAndOffFromEverySource) {
+  {
+    ConsumerConfig c;  // off by default, the default pattern ready
+    EXPECT_FALSE(c.dead_letter.active());
+    EXPECT_EQ(c.dead_letter.topic_for("orders"), "orders.dead-letter");
+  }
+  {
+    ConsumerConfig c;
+    c.set("dlq.enabled", "true");
+    EXPECT_TRUE(c.dead_letter.active());
+    EXPECT_EQ(c.dead_letter.topic_for("orders"), "orders.dead-letter");
+  }
+  {
+    ConsumerConfig c;  // the struct, as a C++ user writes it
+    c.dead_letter.enabled = true;
+    EXPECT_TRUE(c.dead_letter.active());
+    c.dead_letter.enabled = false;
+    c.dead_letter.topic = "dead";
+    EXPECT_TRUE(c.dead_letter.active());
+    EXPECT_EQ(c.dead_letter.topic_for("orders"), "dead");
+  }
+  {
+    // A file names the topic; the environment turns dead letters off.
+    const auto path = write_file("kc-config-dlq", "[dlq]\ntopic = \"{topic}.dlq\"\n");
+    ConsumerConfig c;
+    c.load_file(path);
+    std::filesystem::remove(path);
+    EXPECT_TRUE(c.dead_letter.active());
+    const char* env[] = {"KC_DLQ_ENABLED=false", nullptr};
+    c.load_env(env);
+    EXPECT_FALSE(c.dead_letter.active());
+    EXPECT_EQ(effective_map(c).at("dlq.enabled"), "false");
+    c.set("dlq.topic", "{topic}.dlq", "flag --dlq-topic");  // and a flag turns them on again
+    EXPECT_TRUE(c.dead_letter.active());
+    EXPECT_EQ(c.dead_letter.topic_for("orders"), "orders.dlq");
+  }
+  {
+    // In one file both, in any order: the topic enables (as it always did).
+    const auto path = write_file("kc-config-dlq2", "[dlq]\ntopic = \"dead\"\nenabled = false\n");
+    ConsumerConfig c;
+    c.load_file(path);
+    std::filesystem::remove(path);
+    EXPECT_TRUE(c.dead_letter.active());
+  }
+  {
+    ConsumerConfig c;
+    const char* env[] = {"KC_DLQ_TOPIC=dead", nullptr};
+    c.load_env(env);
+    EXPECT_TRUE(c.dead_letter.active());
+    EXPECT_EQ(c.dead_letter.topic_for("orders"), "dead");
+  }
+}
+
+TEST(Config, AutoCreateTopicsAndFatalAfterFromSetEnvAndFile) {
+  ConsumerConfig c;
+  EXPECT_TRUE(c.auto_create_topics);
+  EXPECT_EQ(c.fatal_after, std::chrono::milliseconds(60000));
+  EXPECT_EQ(effective_map(c).at("auto_create_topics"), "true");
+  EXPECT_EQ(effective_map(c).at("health.fatal_after_ms"), "60000");
+  const char* env[] = {"KC_AUTO_CREATE_TOPICS=false", "KC_HEALTH_FATAL_AFTER_MS=0", nullptr};
+  c.load_env(env);
+  EXPECT_FALSE(c.auto_create_topics);
+  EXPECT_EQ(c.fatal_after, std::chrono::milliseconds(0));  // 0: never
+  const auto path = write_file("kc-config-new", "auto_create_topics = true\n[health]\nfatal_after_ms = 15000\n");
+  c.load_file(path);
+  std::filesystem::remove(path);
+  EXPECT_TRUE(c.auto_create_topics);
+  EXPECT_EQ(c.fatal_after, std::chrono::milliseconds(15000));
+  expect_error([&] { c.set("health.fatal_after_ms", "soon", "env KC_HEALTH_FATAL_AFTER_MS"); },
+               kc::errc::config_invalid_value, "health.fatal_after_ms (env KC_HEALTH_FATAL_AFTER_MS)");
 }
