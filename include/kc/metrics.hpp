@@ -78,19 +78,27 @@ std::vector<double> latency_buckets();
 enum class Type { counter, gauge, histogram };
 
 /// One metric name with its help text, label names and one child per set of
-/// label values. Children live as long as the family (the registry): keep the
-/// reference from with() on the hot path instead of looking it up per record.
-/// Threads: any; with() and remove() take the family's mutex.
+/// label values. A child lives until remove() of its label values, or else
+/// as long as the family (the registry), so memory is bounded by the series
+/// that exist now, however often series come and go. Keep the reference from
+/// with() on the hot path instead of looking it up per record, for series
+/// nobody removes (kc's own: per topic and label-free ones); look up with()
+/// each time a series that remove() may drop (per partition).
+/// Threads: any; with() and remove() take the family's mutex, and so does
+/// rendering, which thus never sees a removed child.
 template <class T>
 class Family {
  public:
-  /// The child for these label values (created at 0 on first use).
-  /// Throws std::invalid_argument when the number of values does not match
-  /// the label names.
+  /// The child for these label values (created at 0 on first use, and
+  /// again after remove()). The reference is valid until remove() of these
+  /// values or the registry's end. Throws std::invalid_argument when the
+  /// number of values does not match the label names; std::bad_alloc.
   T& with(const LabelValues& values = {});
-  /// Drops a child (a partition no longer assigned); references to it
-  /// handed out before stay valid until the registry is destroyed.
-  void remove(const LabelValues& values);
+  /// Drops a child and frees it (a partition no longer assigned): it is no
+  /// longer rendered, and references to it from with() dangle. Unknown
+  /// values: nothing happens. A family without labels keeps its one child
+  /// (remove({}) does nothing). Never throws.
+  void remove(const LabelValues& values) noexcept;
 
   // Used by Registry; not for users.
   Family(std::string name, std::string help, std::vector<std::string> labels, std::vector<double> bounds = {});
@@ -113,7 +121,6 @@ class Family {
   std::vector<double> bounds_;  // histograms only
   mutable std::mutex mu_;
   std::map<LabelValues, std::unique_ptr<T>> children_;
-  std::vector<std::unique_ptr<T>> removed_;  // kept alive: references may still be held
 };
 
 /// A set of metric families. Threads: any (families are created under a

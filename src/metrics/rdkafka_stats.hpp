@@ -26,10 +26,9 @@ namespace kc::detail {
 ///   internal broker);
 /// - per partition the handle fetches (desired by the application, or with a
 ///   fetch state other than none/stopping/stopped; never partition -1):
-///   `kc_partition_lag{topic,partition}` (consumer_lag, only when known),
-///   `kc_partition_lag{topic,partition}` and
+///   `kc_partition_lag{topic,partition}` (consumer_lag, only when known) and
 ///   `kc_partition_high_watermark{topic,partition}` (hi_offset); a partition
-///   (or broker) absent from a later publish is removed;
+///   (or broker) absent from a later publish is removed (and freed);
 /// - `kc_librdkafka_fetch_queue_messages` (gauge): fetchq_cnt, the length of
 ///   the consumer queue all partitions share (so not per partition).
 ///
@@ -55,6 +54,7 @@ class RdkafkaStats {
  private:
   // The children of a labelled gauge family set by the current publish,
   // so those of the previous publish that it did not set can be removed.
+  // Looked up with with() on every set(): remove() frees a child.
   struct Tracked {
     explicit Tracked(metrics::Family<metrics::Gauge>& f) : family(&f) {}
     metrics::Family<metrics::Gauge>* family;

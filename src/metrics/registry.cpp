@@ -123,15 +123,21 @@ T& Family<T>::with(const LabelValues& values) {
   return *it->second;
 }
 
+// Why a removed child is freed, not kept for references still held: a
+// consumer whose partitions come and go with every rebalance would keep one
+// child per partition per rebalance, for ever. Its users look per-partition
+// series up with with() each time instead (consumer_metrics.cpp,
+// rdkafka_stats.cpp).
 template <class T>
-void Family<T>::remove(const LabelValues& values) {
+void Family<T>::remove(const LabelValues& values) noexcept {
+  if (labels_.empty()) {
+    return;  // the label-free child is exported from the start and held by pointer
+  }
   std::lock_guard lock(mu_);
   const auto it = children_.find(values);
-  if (it == children_.end()) {
-    return;
+  if (it != children_.end()) {
+    children_.erase(it);  // under the mutex: a render in progress is not reading it
   }
-  removed_.push_back(std::move(it->second));
-  children_.erase(it);
 }
 
 template class Family<Counter>;

@@ -3,15 +3,45 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "kc/metrics.hpp"
+
+// Live heap allocations of this test program, to see what a family keeps:
+// every operator new/delete of the program goes through these two (the
+// array, nothrow and sized forms call them).
+namespace {
+std::atomic<std::int64_t> g_live_allocations{0};
+}  // namespace
+
+void* operator new(std::size_t n) {
+  void* p = std::malloc(n == 0 ? 1 : n);
+  if (p == nullptr) {
+    throw std::bad_alloc();
+  }
+  g_live_allocations.fetch_add(1, std::memory_order_relaxed);
+  return p;
+}
+
+void operator delete(void* p) noexcept {
+  if (p != nullptr) {
+    g_live_allocations.fetch_sub(1, std::memory_order_relaxed);
+    std::free(p);
+  }
+}
+
+void operator delete(void* p, std::size_t) noexcept {
+  ::operator delete(p);
+}
 
 namespace kc::metrics {
 namespace {
@@ -160,19 +190,66 @@ TEST(MetricsRegistry, WrongNumberOfLabelValuesThrows) {
   EXPECT_NO_THROW(f.with({"x", "y"}));
 }
 
-TEST(MetricsRegistry, RemovedChildDisappearsButItsReferenceStaysValid) {
+TEST(MetricsRegistry, RemovedChildDisappearsAndComesBackAtZero) {
   Registry r;
   auto& f = r.gauge("g", "g", {"p"});
-  auto& kept = f.with({"0"});
+  f.with({"0"}).set(7);
   f.with({"1"}).set(1);
   f.remove({"0"});
   f.remove({"never"});  // unknown: nothing happens
-  kept.set(5);          // still a live object
-  EXPECT_EQ(kept.value(), 5);
   const auto text = r.render();
   EXPECT_EQ(text.find("g{p=\"0\"}"), std::string::npos) << text;
   EXPECT_NE(text.find("g{p=\"1\"} 1\n"), std::string::npos) << text;
   EXPECT_EQ(f.with({"0"}).value(), 0);  // a new child
+  EXPECT_NE(r.render().find("g{p=\"0\"} 0\n"), std::string::npos);
+}
+
+TEST(MetricsRegistry, LabelFreeChildIsNeverRemoved) {
+  Registry r;
+  auto& f = r.counter("c_total", "c");
+  auto& kept = f.with();
+  kept.inc(2);
+  f.remove({});
+  kept.inc();  // still the family's child
+  EXPECT_EQ(f.with().value(), 3u);
+  EXPECT_NE(r.render().find("c_total 3\n"), std::string::npos);
+}
+
+// A consumer whose partitions are assigned and revoked over and over: the
+// series of a revoked partition are removed, and nothing of them stays.
+TEST(MetricsRegistry, RemovedChildrenAreFreedSoChurnDoesNotGrowMemory) {
+  Registry r;
+  auto& lag = r.gauge("kc_lag", "l", {"topic", "partition"});
+  auto& latency = r.histogram("kc_latency_seconds", "l", {0.1, 1}, {"partition"});
+  auto& events = r.counter("kc_events_total", "e", {"partition"});
+  const auto rebalance = [&] {
+    for (int p = 0; p < 8; ++p) {
+      const auto id = std::to_string(p);
+      lag.with({"orders", id}).set(p);
+      latency.with({id}).observe(0.5);
+      events.with({id}).inc();
+    }
+    for (int p = 0; p < 8; ++p) {
+      const auto id = std::to_string(p);
+      lag.remove({"orders", id});
+      latency.remove({id});
+      events.remove({id});
+    }
+  };
+  rebalance();  // first use: whatever is allocated once
+  const auto before = g_live_allocations.load();
+  for (int i = 0; i < 1000; ++i) {
+    rebalance();
+  }
+  const auto grown = g_live_allocations.load() - before;
+  EXPECT_LE(grown, 0) << grown << " allocations still held after 1000 rebalances of 8 partitions";
+  // And none of them is rendered.
+  lag.with({"orders", "live"}).set(1);
+  const auto text = r.render();
+  EXPECT_EQ(text.find("kc_lag{topic=\"orders\",partition=\"0\"}"), std::string::npos) << text;
+  EXPECT_EQ(text.find("kc_latency_seconds_count{"), std::string::npos) << text;
+  EXPECT_EQ(text.find("kc_events_total{"), std::string::npos) << text;
+  EXPECT_NE(text.find("kc_lag{topic=\"orders\",partition=\"live\"} 1\n"), std::string::npos) << text;
 }
 
 TEST(MetricsRegistry, ChildrenRenderInLabelOrderAndFamiliesInCreationOrder) {
