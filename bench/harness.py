@@ -1405,7 +1405,7 @@ def main() -> int:
     v.add_argument("--seed", type=int, default=KEYED_SEED)
     e = sub.add_parser("env")
     e.add_argument("--rdkafka-performance", default="")
-    e.add_argument("--scenario", choices=SCENARIOS, default="json")
+    e.add_argument("--scenario", choices=SCENARIOS + ("stuck",), default="json")
     a = ap.parse_args()
     if a.cmd == "run" and a.scenario == "avro" and not a.registry:
         ap.error("--scenario avro needs --registry URL")

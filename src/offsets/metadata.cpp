@@ -48,19 +48,103 @@ constexpr std::size_t base64_size(std::size_t n) noexcept {
   return (n + 2) / 3 * 4;
 }
 
-// Calls f(first, last) for each maximal run of consecutive offsets in `done`.
-template <class F>
-void for_each_run(std::span<const std::int64_t> done, F&& f) {
-  std::size_t i = 0;
-  while (i < done.size()) {
-    std::size_t j = i;
-    while (j + 1 < done.size() && done[j + 1] == done[j] + 1) {
-      ++j;
+// The done set as maximal runs, from a list of offsets or a list of ranges.
+// Each gives validate() (throws kc::Error, errc::misuse), empty(), front()
+// and back() (lowest and highest done offset), and runs(f): f(first, last)
+// per maximal run of consecutive offsets, ascending. The two produce the
+// same runs for the same done set, hence the same metadata.
+class OffsetList {
+ public:
+  explicit OffsetList(std::span<const std::int64_t> done) noexcept : done_(done) {}
+  void validate(std::int64_t commit_point) const {
+    for (std::size_t i = 0; i < done_.size(); ++i) {
+      if (i == 0 ? done_[i] < commit_point : done_[i] <= done_[i - 1]) {
+        throw Error(errc::misuse, fmt::format("done offsets: {} is not ascending and at or after the commit point {}",
+                                              done_[i], commit_point));
+      }
     }
-    f(done[i], done[j]);
-    i = j + 1;
   }
-}
+  bool empty() const noexcept { return done_.empty(); }
+  std::int64_t front() const noexcept { return done_.front(); }
+  std::int64_t back() const noexcept { return done_.back(); }
+  template <class F>
+  void runs(F&& f) const {
+    std::size_t i = 0;
+    while (i < done_.size()) {
+      std::size_t j = i;
+      while (j + 1 < done_.size() && done_[j + 1] == done_[j] + 1) {
+        ++j;
+      }
+      f(done_[i], done_[j]);
+      i = j + 1;
+    }
+  }
+  // Sets the bit of every done offset (relative to front()) in the bitmap
+  // that starts at out[start].
+  void set_bits(std::string& out, std::size_t start) const {
+    for (const std::int64_t o : done_) {
+      const auto i = static_cast<std::uint64_t>(o - done_.front());
+      auto& b = out[start + static_cast<std::size_t>(i / 8)];
+      b = static_cast<char>(static_cast<std::uint8_t>(b) | (1u << (i % 8)));
+    }
+  }
+
+ private:
+  std::span<const std::int64_t> done_;
+};
+
+class RangeList {
+ public:
+  explicit RangeList(std::span<const OffsetRange> done) noexcept : done_(done) {}
+  void validate(std::int64_t commit_point) const {
+    for (std::size_t i = 0; i < done_.size(); ++i) {
+      const auto& r = done_[i];
+      if (r.first > r.last || (i == 0 ? r.first < commit_point : r.first <= done_[i - 1].last)) {
+        throw Error(errc::misuse,
+                    fmt::format("done ranges: [{}, {}] is not ascending, disjoint and at or after the commit point {}",
+                                r.first, r.last, commit_point));
+      }
+    }
+  }
+  bool empty() const noexcept { return done_.empty(); }
+  std::int64_t front() const noexcept { return done_.front().first; }
+  std::int64_t back() const noexcept { return done_.back().last; }
+  template <class F>
+  void runs(F&& f) const {
+    // Ranges that touch ([1, 3] and [4, 6]) are one run.
+    std::size_t i = 0;
+    while (i < done_.size()) {
+      std::size_t j = i;
+      while (j + 1 < done_.size() && done_[j + 1].first == done_[j].last + 1) {
+        ++j;
+      }
+      f(done_[i].first, done_[j].last);
+      i = j + 1;
+    }
+  }
+  void set_bits(std::string& out, std::size_t start) const {
+    for (const auto& r : done_) {
+      auto i = static_cast<std::uint64_t>(r.first - done_.front().first);
+      const auto last = static_cast<std::uint64_t>(r.last - done_.front().first);
+      for (; i <= last && i % 8 != 0; ++i) {
+        set_bit(out, start, i);
+      }
+      for (; i + 7 <= last; i += 8) {
+        out[start + static_cast<std::size_t>(i / 8)] = static_cast<char>(0xff);
+      }
+      for (; i <= last; ++i) {
+        set_bit(out, start, i);
+      }
+    }
+  }
+
+ private:
+  static void set_bit(std::string& out, std::size_t start, std::uint64_t i) {
+    auto& b = out[start + static_cast<std::size_t>(i / 8)];
+    b = static_cast<char>(static_cast<std::uint8_t>(b) | (1u << (i % 8)));
+  }
+  std::span<const OffsetRange> done_;
+};
 
 struct Sizes {
   std::size_t runs;    // payload bytes after the mode byte, mode 0
@@ -68,16 +152,12 @@ struct Sizes {
   bool too_wide;       // reaches more than kMaxDoneSpan past the commit point
 };
 
-Sizes payload_sizes(std::int64_t commit_point, std::span<const std::int64_t> done) {
+template <class Done>
+Sizes payload_sizes(std::int64_t commit_point, const Done& done) {
   if (commit_point < 0) {
     throw Error(errc::misuse, fmt::format("done offsets: negative commit point {}", commit_point));
   }
-  for (std::size_t i = 0; i < done.size(); ++i) {
-    if (i == 0 ? done[i] < commit_point : done[i] <= done[i - 1]) {
-      throw Error(errc::misuse, fmt::format("done offsets: {} is not ascending and at or after the commit point {}",
-                                            done[i], commit_point));
-    }
-  }
+  done.validate(commit_point);
   if (done.empty()) {
     return {0, 0, false};
   }
@@ -88,7 +168,7 @@ Sizes payload_sizes(std::int64_t commit_point, std::span<const std::int64_t> don
   // overflow past INT64_MAX below.
   std::size_t runs = 0;
   std::uint64_t next = 0;  // lowest relative offset the next run may start at
-  for_each_run(done, [&](std::int64_t first, std::int64_t last) {
+  done.runs([&](std::int64_t first, std::int64_t last) {
     const auto rel = static_cast<std::uint64_t>(first - commit_point);
     const auto len = static_cast<std::uint64_t>(last - first);
     runs += varint_size(rel - next) + varint_size(len);
@@ -181,12 +261,16 @@ class Reader {
 
 }  // namespace
 
-std::size_t encoded_done_offsets_size(std::int64_t commit_point, std::span<const std::int64_t> done) {
+namespace {
+
+template <class Done>
+std::size_t encoded_size(std::int64_t commit_point, const Done& done) {
   const Sizes s = payload_sizes(commit_point, done);
   return s.too_wide ? std::numeric_limits<std::size_t>::max() : total_size(commit_point, s);
 }
 
-std::string encode_done_offsets(std::int64_t commit_point, std::span<const std::int64_t> done) {
+template <class Done>
+std::string encode(std::int64_t commit_point, const Done& done) {
   const Sizes s = payload_sizes(commit_point, done);
   if (s.too_wide) {
     throw Error(errc::misuse, fmt::format("done offsets: {} is more than {} past the commit point {}", done.back(),
@@ -198,7 +282,7 @@ std::string encode_done_offsets(std::int64_t commit_point, std::span<const std::
   if (done.empty() || s.runs <= s.bitmap) {
     payload += static_cast<char>(kModeRuns);
     std::uint64_t next = 0;
-    for_each_run(done, [&](std::int64_t first, std::int64_t last) {
+    done.runs([&](std::int64_t first, std::int64_t last) {
       const auto rel = static_cast<std::uint64_t>(first - commit_point);
       const auto len = static_cast<std::uint64_t>(last - first);
       append_varint(payload, rel - next);
@@ -206,22 +290,37 @@ std::string encode_done_offsets(std::int64_t commit_point, std::span<const std::
       next = rel + len + 2;
     });
   } else {
+    // Only when it is shorter than the runs: its size is bounded by theirs.
     payload += static_cast<char>(kModeBitmap);
     append_varint(payload, static_cast<std::uint64_t>(done.front() - commit_point));
     const std::size_t start = payload.size();
     const auto bits = static_cast<std::uint64_t>(done.back() - done.front()) + 1;
     payload.append(static_cast<std::size_t>((bits + 7) / 8), '\0');
-    for (const std::int64_t o : done) {
-      const auto i = static_cast<std::uint64_t>(o - done.front());
-      auto& b = payload[start + static_cast<std::size_t>(i / 8)];
-      b = static_cast<char>(static_cast<std::uint8_t>(b) | (1u << (i % 8)));
-    }
+    done.set_bits(payload, start);
   }
   std::string out;
   out.reserve(total_size(commit_point, s));
   out += kDoneOffsetsPrefix;
   append_base64(out, payload);
   return out;
+}
+
+}  // namespace
+
+std::size_t encoded_done_offsets_size(std::int64_t commit_point, std::span<const std::int64_t> done) {
+  return encoded_size(commit_point, OffsetList(done));
+}
+
+std::string encode_done_offsets(std::int64_t commit_point, std::span<const std::int64_t> done) {
+  return encode(commit_point, OffsetList(done));
+}
+
+std::size_t encoded_done_ranges_size(std::int64_t commit_point, std::span<const OffsetRange> done) {
+  return encoded_size(commit_point, RangeList(done));
+}
+
+std::string encode_done_ranges(std::int64_t commit_point, std::span<const OffsetRange> done) {
+  return encode(commit_point, RangeList(done));
 }
 
 bool DoneSet::contains(std::int64_t offset) const noexcept {

@@ -58,6 +58,24 @@ constexpr bool encoded_size_fits(std::size_t size, std::size_t limit = kMaxCommi
 /// encoded_done_offsets_size() rejects and when it would return SIZE_MAX.
 std::string encode_done_offsets(std::int64_t commit_point, std::span<const std::int64_t> done);
 
+/// encoded_done_offsets_size() for a done set given as ranges (what
+/// PartitionOffsets::for_each_done_range_after_commit_point() reports): the
+/// same number as for the list of every offset in them. O(ranges), no
+/// allocation; SIZE_MAX when the last range reaches more than kMaxDoneSpan
+/// past `commit_point`. Does not block; any thread. Throws kc::Error
+/// (errc::misuse) when commit_point < 0 or a range has first > last, starts
+/// below `commit_point`, or does not start after the previous one's last
+/// (ranges that touch, [1, 3] and [4, 6], are fine: one run).
+std::size_t encoded_done_ranges_size(std::int64_t commit_point, std::span<const OffsetRange> done);
+
+/// encode_done_offsets() for a done set given as ranges: exactly the same
+/// text as for the list of every offset in them (same format, same choice of
+/// runs or bitmap). O(ranges + size of the result): the bitmap is chosen
+/// only when it is shorter than the runs. Does not block; any thread. Throws
+/// kc::Error (errc::misuse) for the inputs encoded_done_ranges_size()
+/// rejects and when it would return SIZE_MAX.
+std::string encode_done_ranges(std::int64_t commit_point, std::span<const OffsetRange> done);
+
 /// Done offsets read back from commit metadata: sorted, disjoint,
 /// non-adjacent ranges. Moves past offsets with drop_below() as the consumer
 /// reads on. Not thread-safe (owned by the poll thread).

@@ -173,7 +173,7 @@ struct Consumer::Impl {
   std::shared_ptr<const Handler> shared_handler;  // what worker jobs call
   std::vector<PartitionState*> by_slot;  // dispatcher slot -> partition (generation checked)
   std::unordered_map<RecordKey, Kept, RecordKeyHash> kept;
-  std::vector<std::int64_t> done_scratch;
+  std::vector<detail::OffsetRange> done_scratch;  // done ranges past a commit point (add_metadata, check_pressure)
   bool draining = false;  // stopping or max_messages reached: nothing more starts
   std::uint64_t started = 0;  // records whose first run began (max_messages counts these)
   bool parallel_released = false;  // release_parallel() ran

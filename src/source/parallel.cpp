@@ -325,19 +325,21 @@ void Consumer::Impl::on_completion(detail::CompletionResult&& r) {
 // ---------------------------------------------------------------- metadata
 
 void Consumer::Impl::add_metadata(PartitionState& st, std::int64_t point, rd_kafka_topic_partition_t* el) {
+  // Ranges, not offsets: a record held for good with millions done behind it
+  // is one range here (O(ranges) per commit, not O(done records)).
   done_scratch.clear();
-  st.offsets.for_each_done_after_commit_point([&](std::int64_t o) {
-    if (o > point) {
-      done_scratch.push_back(o);
+  st.offsets.for_each_done_range_after_commit_point([&](std::int64_t first, std::int64_t last) {
+    if (last > point) {
+      done_scratch.push_back({std::max(first, point + 1), last});
     }
   });
   std::size_t n = done_scratch.size();
   auto size_of = [&](std::size_t count) {
-    return detail::encoded_done_offsets_size(point, std::span<const std::int64_t>(done_scratch.data(), count));
+    return detail::encoded_done_ranges_size(point, std::span<const detail::OffsetRange>(done_scratch.data(), count));
   };
   if (!detail::encoded_size_fits(size_of(n))) {
     // Backpressure should have kept it small; if not, record fewer done
-    // offsets (the rest is processed again by a new owner: at least once).
+    // ranges (the rest is processed again by a new owner: at least once).
     std::size_t lo = 0, hi = n;
     while (lo < hi) {
       const std::size_t mid = (lo + hi + 1) / 2;
@@ -347,11 +349,11 @@ void Consumer::Impl::add_metadata(PartitionState& st, std::int64_t point, rd_kaf
         hi = mid - 1;
       }
     }
-    spdlog::warn("kc: {}[{}]: commit metadata lists {} of {} done offsets past {} (size limit)", st.tp.topic,
+    spdlog::warn("kc: {}[{}]: commit metadata lists {} of {} done ranges past {} (size limit)", st.tp.topic,
                  to_int(st.tp.partition), lo, n, point);
     n = lo;
   }
-  const auto text = detail::encode_done_offsets(point, std::span<const std::int64_t>(done_scratch.data(), n));
+  const auto text = detail::encode_done_ranges(point, std::span<const detail::OffsetRange>(done_scratch.data(), n));
   // The list owns its metadata and frees it with free().
   void* md = std::malloc(text.size());
   if (md == nullptr) {
@@ -374,18 +376,25 @@ void Consumer::Impl::check_pressure(PartitionState& st) {
   const auto point = st.offsets.commit_point();
   std::size_t size = 0;
   if (done > 0) {
-    // The commit point may be nullopt while the first kept record runs:
-    // measure against the lowest done offset then (an upper bound is fine).
+    // O(ranges): the tracker keeps done records as ranges. The commit point
+    // may be nullopt while the first kept record runs: measure against the
+    // lowest done offset then (an upper bound is fine).
     done_scratch.clear();
-    st.offsets.for_each_done_after_commit_point([&](std::int64_t o) { done_scratch.push_back(o); });
-    const auto base = point ? *point : done_scratch.front();
-    std::erase_if(done_scratch, [base](std::int64_t o) { return o < base; });
-    size = detail::encoded_done_offsets_size(base, done_scratch);
+    st.offsets.for_each_done_range_after_commit_point([&](std::int64_t first, std::int64_t last) {
+      done_scratch.push_back({first, last});
+    });
+    const auto base = point ? *point : done_scratch.front().first;
+    std::erase_if(done_scratch, [base](const detail::OffsetRange& r) { return r.last < base; });
+    for (auto& r : done_scratch) {
+      r.first = std::max(r.first, base);
+    }
+    size = detail::encoded_done_ranges_size(base, done_scratch);
   }
   if (!st.metadata_paused && size > kMetadataPauseBytes) {
     st.metadata_paused = true;
-    spdlog::info("kc: {}[{}] paused: {} done records wait behind offset {} (commit metadata {} bytes)",
-                 st.tp.topic, to_int(st.tp.partition), done, point ? *point : -1, size);
+    spdlog::info("kc: {}[{}] paused: {} done offsets in {} ranges wait behind offset {} (commit metadata {} bytes)",
+                 st.tp.topic, to_int(st.tp.partition), done, st.offsets.done_ranges_after_commit_point(),
+                 point ? *point : -1, size);
     update_pause(st);
   } else if (st.metadata_paused && size < kMetadataResumeBytes) {
     st.metadata_paused = false;

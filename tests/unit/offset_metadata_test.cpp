@@ -17,7 +17,9 @@
 using kc::detail::decode_done_offsets;
 using kc::detail::DoneSet;
 using kc::detail::encode_done_offsets;
+using kc::detail::encode_done_ranges;
 using kc::detail::encoded_done_offsets_size;
+using kc::detail::encoded_done_ranges_size;
 using kc::detail::encoded_size_fits;
 using kc::detail::kMaxCommitMetadataBytes;
 using kc::detail::kMaxDoneSpan;
@@ -353,38 +355,153 @@ TEST(OffsetMetadata, RandomBytesNeverCrashTheDecoder) {
   std::cout << "fuzz: " << accepted << " of 20000 inputs decoded\n";
 }
 
-// The tracker reports exactly the offsets done beyond its commit point: the
-// reference is "done, and greater than the lowest offset still pending".
-TEST(OffsetMetadata, TrackerReportsDoneOffsetsBeyondTheCommitPoint) {
+// The tracker's done ranges beyond its commit point, after every step of a
+// random walk with seek backs and a stuck offset, are the naive model's, and
+// survive the trip through commit metadata: encode_done_ranges() gives the
+// same text as encode_done_offsets() of every offset in them, and decodes to
+// the same ranges.
+TEST(OffsetMetadata, TrackerDoneRangesRoundTripThroughMetadata) {
   const unsigned s = seed();
   SCOPED_TRACE("KC_TEST_SEED=" + std::to_string(s));
   std::mt19937_64 rng(s);
-  std::vector<std::int64_t> got;
-  for (int round = 0; round < 200; ++round) {
-    kc::test::random_offsets_walk(rng, [&](const PartitionOffsets& t, const kc::test::OffsetsWalk& w) {
-      std::vector<std::int64_t> expected;
-      if (!w.pending.empty()) {
-        expected.assign(w.done.upper_bound(*w.pending.begin()), w.done.end());
-      }
-      got.clear();
-      t.for_each_done_after_commit_point([&](std::int64_t o) { got.push_back(o); });
-      ASSERT_EQ(got, expected) << "round " << round;
-      ASSERT_EQ(t.done_after_commit_point(), expected.size());
+  std::vector<OffsetRange> got;
+  std::vector<std::int64_t> offsets;
+  for (int round = 0; round < 300; ++round) {
+    kc::test::WalkOptions opt;
+    opt.seek_percent = round % 3 == 0 ? 0 : 10;
+    opt.stuck = round % 2 == 0;
+    kc::test::random_offsets_walk(
+        rng,
+        [&](const PartitionOffsets& t, const kc::test::OffsetsWalk& w) {
+          got.clear();
+          t.for_each_done_range_after_commit_point([&](std::int64_t a, std::int64_t b) { got.push_back({a, b}); });
+          const auto expected = w.model.done_ranges();
+          ASSERT_EQ(got.size(), expected.size()) << "round " << round;
+          for (std::size_t i = 0; i < got.size(); ++i) {
+            ASSERT_EQ(got[i], (OffsetRange{expected[i].first, expected[i].second})) << "round " << round;
+          }
+          ASSERT_EQ(t.done_ranges_after_commit_point(), got.size());
 
-      // And they survive the trip through commit metadata.
-      if (const auto point = t.commit_point()) {
-        const auto size = encoded_done_offsets_size(*point, got);
-        ASSERT_TRUE(encoded_size_fits(size));
-        std::string why;
-        const auto set = decode_done_offsets(encode_done_offsets(*point, got), *point, why);
-        ASSERT_TRUE(set) << why;
-        ASSERT_EQ(offsets_of(*set), expected);
-      }
-    });
+          const auto point = t.commit_point();
+          if (!point) {
+            return;
+          }
+          offsets.clear();
+          for (const auto& r : got) {
+            for (std::int64_t o = r.first; o <= r.last; ++o) {
+              offsets.push_back(o);
+            }
+          }
+          const auto size = encoded_done_ranges_size(*point, got);
+          ASSERT_EQ(size, encoded_done_offsets_size(*point, offsets));
+          ASSERT_TRUE(encoded_size_fits(size));
+          const std::string m = encode_done_ranges(*point, got);
+          ASSERT_EQ(m, encode_done_offsets(*point, offsets));
+          ASSERT_EQ(m.size(), size);
+          std::string why;
+          const auto set = decode_done_offsets(m, *point, why);
+          ASSERT_TRUE(set) << why;
+          ASSERT_EQ(std::vector<OffsetRange>(set->ranges().begin(), set->ranges().end()), got);
+        },
+        opt);
     if (HasFatalFailure()) {
       return;
     }
   }
+}
+
+// The range encoder and the offset-list encoder give exactly the same text
+// and size for the same done set, whichever way it is cut into ranges
+// (touching ranges are one run): runs and bitmap, near INT64_MAX, empty.
+TEST(OffsetMetadata, RangeEncoderMatchesTheOffsetEncoder) {
+  const unsigned s = seed();
+  SCOPED_TRACE("KC_TEST_SEED=" + std::to_string(s));
+  std::mt19937_64 rng(s);
+  for (int round = 0; round < 400; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const std::int64_t commit = round % 10 == 0 ? kInt64Max - 5'000 : static_cast<std::int64_t>(rng() % 1'000'000'000);
+    const unsigned pct = static_cast<unsigned>(rng() % 101);
+    const std::int64_t span = 1 + static_cast<std::int64_t>(rng() % 3'000);
+    std::vector<std::int64_t> done;
+    bool on = false;
+    for (std::int64_t o = commit + static_cast<std::int64_t>(rng() % 2); o <= commit + span; ++o) {
+      if (rng() % 100 < 20) {
+        on = rng() % 100 < pct;
+      }
+      if (on) {
+        done.push_back(o);
+      }
+    }
+    // Ranges over the same offsets, cut at random (so some touch).
+    std::vector<OffsetRange> ranges;
+    for (const std::int64_t o : done) {
+      if (!ranges.empty() && ranges.back().last + 1 == o && rng() % 8 != 0) {
+        ranges.back().last = o;
+      } else {
+        ranges.push_back({o, o});
+      }
+    }
+    const auto size = encoded_done_ranges_size(commit, ranges);
+    ASSERT_EQ(size, encoded_done_offsets_size(commit, done));
+    const std::string m = encode_done_ranges(commit, ranges);
+    ASSERT_EQ(m, encode_done_offsets(commit, done));
+    ASSERT_EQ(m.size(), size);
+  }
+  // Runs and bitmap by construction; one long run costs what one offset does.
+  std::vector<std::int64_t> alternating;
+  std::vector<OffsetRange> alternating_ranges;
+  for (std::int64_t o = 101; o < 100 + 10'000; o += 2) {
+    alternating.push_back(o);
+    alternating_ranges.push_back({o, o});
+  }
+  EXPECT_EQ(encode_done_ranges(100, alternating_ranges), encode_done_offsets(100, alternating));
+  const std::vector<OffsetRange> million{{1'000'002, 2'000'001}};
+  std::vector<std::int64_t> million_offsets;
+  for (std::int64_t o = 1'000'002; o <= 2'000'001; ++o) {
+    million_offsets.push_back(o);
+  }
+  EXPECT_EQ(encode_done_ranges(1'000'000, million), encode_done_offsets(1'000'000, million_offsets));
+  EXPECT_LE(encoded_done_ranges_size(1'000'000, million), 20u);
+  const std::vector<OffsetRange> top{{kInt64Max - 8, kInt64Max - 7}, {kInt64Max - 3, kInt64Max}};
+  const std::vector<std::int64_t> top_offsets{kInt64Max - 8, kInt64Max - 7, kInt64Max - 3,
+                                              kInt64Max - 2, kInt64Max - 1, kInt64Max};
+  EXPECT_EQ(encode_done_ranges(kInt64Max - 10, top), encode_done_offsets(kInt64Max - 10, top_offsets));
+  EXPECT_EQ(encode_done_ranges(42, {}), encode_done_offsets(42, {}));
+  // A bitmap whose ranges start and end mid-byte and cover whole bytes.
+  const std::vector<OffsetRange> bits{{3, 5}, {7, 30}, {32, 32}, {34, 34}, {36, 36}, {38, 38}, {40, 40}};
+  std::vector<std::int64_t> bits_offsets;
+  for (const auto& r : bits) {
+    for (std::int64_t o = r.first; o <= r.last; ++o) {
+      bits_offsets.push_back(o);
+    }
+  }
+  EXPECT_EQ(encode_done_ranges(0, bits), encode_done_offsets(0, bits_offsets));
+  std::string why;
+  const auto decoded = decode_done_offsets(encode_done_ranges(0, bits), 0, why);
+  ASSERT_TRUE(decoded) << why;
+  EXPECT_EQ(offsets_of(*decoded), bits_offsets);
+}
+
+TEST(OffsetMetadata, RangeEncoderMisuseThrowsAndTooWideDoesNotFit) {
+  const std::vector<std::vector<OffsetRange>> bad{
+      {{5, 4}},            // first > last
+      {{3, 6}},            // below the commit point
+      {{5, 8}, {8, 9}},    // overlapping
+      {{10, 12}, {5, 6}},  // not ascending
+  };
+  for (const auto& v : bad) {
+    try {
+      (void)encoded_done_ranges_size(4, v);
+      ADD_FAILURE() << "no exception for [" << v.front().first << ", " << v.front().last << "]...";
+    } catch (const kc::Error& e) {
+      EXPECT_EQ(e.code(), kc::errc::misuse);
+    }
+    EXPECT_THROW(encode_done_ranges(4, v), kc::Error);
+  }
+  EXPECT_THROW(encode_done_ranges(-1, {}), kc::Error);
+  const std::vector<OffsetRange> wide{{5, 5 + kMaxDoneSpan}};
+  EXPECT_EQ(encoded_done_ranges_size(4, wide), std::numeric_limits<std::size_t>::max());
+  EXPECT_THROW(encode_done_ranges(4, wide), kc::Error);
 }
 
 TEST(OffsetMetadata, TrackerReportsNothingAfterAReset) {
@@ -394,19 +511,21 @@ TEST(OffsetMetadata, TrackerReportsNothingAfterAReset) {
   t.handed_out(3);
   ASSERT_TRUE(t.done(3));
   int calls = 0;
-  t.for_each_done_after_commit_point([&](std::int64_t o) {
-    EXPECT_EQ(o, 3);
+  t.for_each_done_range_after_commit_point([&](std::int64_t a, std::int64_t b) {
+    EXPECT_EQ(a, 3);
+    EXPECT_EQ(b, 3);
     ++calls;
   });
   EXPECT_EQ(calls, 1);
   t.handed_out(2);  // seek back voids 2 and the done 3
   calls = 0;
-  t.for_each_done_after_commit_point([&](std::int64_t) { ++calls; });
+  t.for_each_done_range_after_commit_point([&](std::int64_t, std::int64_t) { ++calls; });
   EXPECT_EQ(calls, 0);
   t.handed_out(3);
   ASSERT_TRUE(t.done(3));
   t.reset();
-  t.for_each_done_after_commit_point([&](std::int64_t) { ++calls; });
+  t.for_each_done_range_after_commit_point([&](std::int64_t, std::int64_t) { ++calls; });
   EXPECT_EQ(calls, 0);
   EXPECT_EQ(t.done_after_commit_point(), 0u);
+  EXPECT_EQ(t.done_ranges_after_commit_point(), 0u);
 }
