@@ -14,10 +14,14 @@
 // (kc/kafka_sink.hpp). An application may implement its own.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "kc/types.hpp"
@@ -58,6 +62,36 @@ struct RecordRow {
   /// The value as one JSON text (a decoded document, or a JSON string);
   /// nullopt: no value (a tombstone).
   std::optional<std::string_view> value;
+};
+
+/// One record header as forwarded: name and value (nullopt: a null value).
+using ForwardedHeader = std::pair<std::string, std::optional<std::string>>;
+
+/// A copy of a failed record that leaves with the transaction: its dead
+/// letter (the original key, value and headers byte for byte plus kc's
+/// metadata headers), or its copy for a non-blocking retry topic. Views:
+/// valid during the call that takes it.
+struct ForwardedRecord {
+  std::string_view topic;
+  std::int32_t partition = -1;  ///< -1: the producer's partitioner
+  std::optional<std::span<const std::byte>> key;    ///< nullopt: a null key
+  std::optional<std::span<const std::byte>> value;  ///< nullopt: a null value
+  std::span<const ForwardedHeader> headers;
+  TopicPartition source;  ///< where the failed record came from
+  std::int64_t source_offset = -1;
+};
+
+/// A forwarded record a sink keeps in its own store (a database outbox)
+/// until kc has produced it: owns its bytes.
+struct PendingForward {
+  std::int64_t id = 0;  ///< the sink's id of it (forwards_sent() takes it back)
+  std::string topic;
+  std::int32_t partition = -1;
+  std::optional<std::string> key;
+  std::optional<std::string> value;
+  std::vector<ForwardedHeader> headers;
+  TopicPartition source;
+  std::int64_t source_offset = -1;
 };
 
 /// A destination whose writes and the consumed offsets commit atomically.
@@ -103,6 +137,44 @@ class TransactionalSink {
 
   /// Abandons the open transaction, if any. Never throws.
   virtual void abort() noexcept = 0;
+
+  /// Writes `r` (a dead letter or a retry-topic copy) into the open
+  /// transaction, between records (never inside record_begin/record_end),
+  /// so that it commits or aborts together with the output and the offsets:
+  /// the failed record it stands for is done in this transaction. A Kafka
+  /// transaction produces it; a database keeps it in an outbox table of the
+  /// same transaction, and the consumer produces what pending_forwards()
+  /// returns after the commit. Returns false when the sink cannot (the
+  /// default): the consumer then produces it itself and holds the record's
+  /// partition (processing nothing past it) until the broker acknowledged
+  /// it, so a transaction never carries records past an unacknowledged one;
+  /// a crash between that acknowledgement and the commit sends it again.
+  /// Throws like record_end() (the transaction fails).
+  virtual bool forward(const ForwardedRecord& r) {
+    (void)r;
+    return false;
+  }
+
+  /// Sinks with an outbox: forwarded records committed to it and not yet
+  /// acknowledged by forwards_sent(), of the partitions in `owned` (claimed
+  /// by this consumer), at most `max`, oldest first. Called outside a
+  /// transaction. Default: none.
+  virtual std::vector<PendingForward> pending_forwards(std::span<const TopicPartition> owned, std::size_t max) {
+    (void)owned;
+    (void)max;
+    return {};
+  }
+  /// The broker acknowledged these pending forwards: remove them from the
+  /// outbox (in a transaction of their own; outside the consumer's). A
+  /// crash before this call produces them again: the topic gets them at
+  /// least once. Default: nothing.
+  virtual void forwards_sent(std::span<const std::int64_t> ids) { (void)ids; }
+
+  /// From now on every call returns by `deadline` (a graceful stop's
+  /// deadline): bounded waits inside it are shortened, and a call that
+  /// cannot finish by then fails like a timeout (retriable). Default:
+  /// nothing (the sink's own bounds apply).
+  virtual void set_deadline(std::chrono::steady_clock::time_point deadline) noexcept { (void)deadline; }
 
   /// True when commit() itself commits the offsets to the consumer group
   /// (a Kafka transaction); otherwise the consumer also commits them to the

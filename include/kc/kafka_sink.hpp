@@ -107,6 +107,14 @@ class KafkaTransactionalSink final : public TransactionalSink {
   /// at the next resume()/begin()). Never throws.
   void abort() noexcept override;
   bool commits_group_offsets() const noexcept override { return true; }
+  /// Produces `r` (a dead letter or a retry-topic copy) in the open
+  /// transaction, as produce() outside a record: it commits with the
+  /// transaction or not at all. Returns true. Throws as produce().
+  bool forward(const ForwardedRecord& r) override;
+  /// Every blocking step from now on ends by `deadline` (when sooner than
+  /// commit_timeout); one that cannot finish in time fails as a timeout
+  /// does (the producer is recreated later, fencing its open transaction).
+  void set_deadline(std::chrono::steady_clock::time_point deadline) noexcept override;
 
   /// Produces one record in the open transaction. During a handler call the
   /// record is staged and handed to the producer when the handler's record

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -21,7 +23,11 @@ namespace kc {
 /// not race): kc_offsets(grp, topic, part, next_offset, epoch) with primary
 /// key (grp, topic, part), and <table> (default kc_records: topic, partition,
 /// "offset", timestamp_ms, key text, value jsonb; no unique key, so
-/// duplicates stay visible) for insert().
+/// duplicates stay visible) for insert(), and kc_outbox(id bigint identity
+/// primary key, grp text, src_topic text, src_part integer, src_offset
+/// bigint, topic text, part integer, key bytea, value bytea, headers bytea)
+/// with index kc_outbox_pending on (grp, src_topic, src_part, id) for
+/// forward() (the same columns as kc::SqliteSink's).
 ///
 /// Fencing as in kc::SqliteSink: claim() adds one to each partition's epoch
 /// (its own transaction) and remembers it; commit() stores the offsets with
@@ -44,8 +50,10 @@ namespace kc {
 ///
 /// Blocking: network calls to the server, each bounded by
 /// `statement_timeout` (set for the session) and `connect_timeout` (libpq's,
-/// whole seconds). Threads: one thread at a time. Errors: only kc::Error,
-/// naming the server (never the password).
+/// whole seconds), both shortened by set_deadline(). Not bounded: a network
+/// partition while waiting for an answer (no TCP keepalive settings are
+/// added). Threads: one thread at a time. Errors: only kc::Error, naming the
+/// server (never the password).
 class PostgresSink final : public TransactionalSink {
  public:
   struct Options {
@@ -53,6 +61,7 @@ class PostgresSink final : public TransactionalSink {
     std::string group;
     /// A plain SQL identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 bytes;
     /// else errc::config_invalid_value); used quoted, so its case is kept.
+    /// kc_offsets and kc_outbox are reserved (in any case).
     std::string table = "kc_records";
     std::chrono::milliseconds connect_timeout{5000};
     std::chrono::milliseconds statement_timeout{30000};
@@ -82,6 +91,52 @@ class PostgresSink final : public TransactionalSink {
   /// COMMIT, in doubt) and closed.
   void commit(std::span<const SinkOffset> offsets, const rd_kafka_consumer_group_metadata_s* group) override;
   void abort() noexcept override;
+
+  /// The outbox. A failed record's dead letter (or retry-topic copy) is
+  /// part of the atomic unit: forward() writes it as one kc_outbox row into
+  /// the consumer's transaction, so it commits if and only if the offsets
+  /// past the failed record commit (an abort, a failed or fenced commit
+  /// drops it with everything else). After the commit the consumer produces
+  /// what pending_forwards() returns with its own idempotent producer and
+  /// calls forwards_sent() once the broker acknowledged it; a crash in
+  /// between produces a row again (at least once into the topic, exactly
+  /// once in the database).
+  ///
+  /// forward(): buffers the row as COPY text (no round trip; sent at
+  /// commit() with one COPY after the rows, early once it passes 8 MiB).
+  /// Returns true. Row: the sink's group, r.source and r.source_offset,
+  /// r.topic and r.partition (-1: any), key and value as bytea (NULL for
+  /// nullopt, empty for empty), headers in kc's byte-exact encoding
+  /// (src/sink/README.md). Throws kc::Error: errc::misuse without an open
+  /// transaction or inside a record (between record_begin() and
+  /// record_end()); an early COPY's failure as commit() would.
+  bool forward(const ForwardedRecord& r) override;
+  /// Committed kc_outbox rows of this sink's group whose source partition
+  /// is in `owned`, oldest (lowest id) first, at most `max`. One statement,
+  /// one round trip in autocommit (after set_deadline(): in a transaction,
+  /// with the SET LOCAL; the index finds each partition's oldest rows, so it
+  /// is cheap when there are none); reconnects like claim(). Throws
+  /// kc::Error: errc::misuse while the sink's transaction is open (between
+  /// begin() and commit()/abort()); errc::io for a lost connection or a
+  /// timeout (retriable), or a row whose headers are not in kc's encoding
+  /// (naming its id).
+  std::vector<PendingForward> pending_forwards(std::span<const TopicPartition> owned, std::size_t max) override;
+  /// Deletes the kc_outbox rows with these ids (of this group; ids already
+  /// gone are fine) with one DELETE of its own (autocommit, as
+  /// pending_forwards()); no round trip for no ids. Identity ids are never reused, so a repeated call
+  /// cannot delete a newer row. Throws kc::Error like pending_forwards().
+  void forwards_sent(std::span<const std::int64_t> ids) override;
+  /// From now on each statement the sink runs in a transaction is bounded
+  /// by the time left: before it, `SET LOCAL statement_timeout` = min(the
+  /// option, time left; 1 ms once passed) (one more round trip per
+  /// statement, only once a deadline is set; LOCAL: the session's setting
+  /// is untouched), so a statement waiting for a lock is cancelled by the
+  /// deadline with the usual retriable timeout error. The handler's own
+  /// statements get the time left at begin(). A (re)connection uses
+  /// connect_timeout = min(the option, time left), whole seconds, at least
+  /// libpq's 2 s; once the deadline passed none is tried (retriable
+  /// kc::Error at once). A later call replaces the deadline.
+  void set_deadline(std::chrono::steady_clock::time_point deadline) noexcept override;
 
   /// Buffers one row for the open transaction (sent at commit()); between
   /// record_begin() and record_end(false) it is dropped again.

@@ -2,6 +2,9 @@
 // (exactly-once into an SQLite file), with an owner epoch per partition.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -19,7 +22,12 @@ namespace kc {
 ///   <table> (default kc_records): the built-in mapping's rows (insert()):
 ///     (topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER
 ///     NOT NULL, timestamp_ms INTEGER, key TEXT, value TEXT (JSON)), no key
-///     or index: a duplicate would show.
+///     or index: a duplicate would show;
+///   kc_outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, grp TEXT, src_topic
+///     TEXT, src_part INTEGER, src_offset INTEGER, topic TEXT, part INTEGER,
+///     key BLOB, value BLOB, headers BLOB), index kc_outbox_pending on
+///     (grp, src_topic, src_part, id): records forward()ed (dead letters,
+///     retry copies) committed and not yet produced; see forward().
 /// Fencing: claim() adds one to the epoch of each partition and remembers
 /// it; commit() stores each offset only where the epoch is still this
 /// consumer's (compare-and-set), and rolls the whole transaction back
@@ -50,8 +58,9 @@ class SqliteSink final : public TransactionalSink {
   };
   /// Opens (creates) the file in WAL mode and the tables, and prepares the
   /// insert. Throws kc::Error: errc::config_invalid_value for a `table` that
-  /// is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*; kc_offsets and
-  /// sqlite_* are reserved) or a negative busy_timeout_ms,
+  /// is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*; kc_offsets,
+  /// kc_outbox and sqlite_* are reserved, in any case) or a negative
+  /// busy_timeout_ms,
   /// errc::config_missing for an empty path, errc::io when the file cannot
   /// be opened or an existing `table` lacks the columns.
   explicit SqliteSink(Options options);
@@ -97,9 +106,58 @@ class SqliteSink final : public TransactionalSink {
   /// is not used (the offsets live in the database). errc::misuse without
   /// begin().
   void commit(std::span<const SinkOffset> offsets, const rd_kafka_consumer_group_metadata_s* group) override;
-  /// Drops the buffered rows and rolls back the SQLite transaction, if any.
-  /// Never throws.
+  /// Drops the buffered rows and forwards and rolls back the SQLite
+  /// transaction, if any. Never throws.
   void abort() noexcept override;
+
+  /// The outbox. A failed record's dead letter (or retry-topic copy) is
+  /// part of the atomic unit: forward() writes it as one kc_outbox row into
+  /// the consumer's transaction, so it commits if and only if the offsets
+  /// past the failed record commit (an abort, a failed or fenced commit
+  /// drops it with everything else, and nothing after an unacknowledged
+  /// dead letter is ever written twice). After the commit the consumer
+  /// produces what pending_forwards() returns with its own idempotent
+  /// producer and calls forwards_sent() once the broker acknowledged it. A
+  /// crash in between produces a row again: at least once into the topic,
+  /// exactly once in the database.
+  ///
+  /// forward(): copies `r` into the transaction's buffer (no database call;
+  /// written at commit() with the rows, inside BEGIN IMMEDIATE ... COMMIT,
+  /// so the write lock is still taken at commit() only; past 64 MiB of
+  /// buffer it is written early, as for insert()). Returns true. Row: the
+  /// sink's group, r.source and r.source_offset, r.topic and r.partition
+  /// (-1: any), key and value as BLOBs (NULL for nullopt, an empty BLOB for
+  /// empty), headers in kc's encoding (byte exact, order and duplicates
+  /// kept, a null value distinct from an empty one; src/sink/README.md).
+  /// Throws kc::Error: errc::misuse without begin() or inside a record
+  /// (between record_begin() and record_end()); errc::io when a write of
+  /// this transaction failed before (busy: retriable), as insert().
+  bool forward(const ForwardedRecord& r) override;
+  /// Committed kc_outbox rows of this sink's group whose source partition
+  /// is in `owned`, oldest (lowest id) first, at most `max`; ids grow in
+  /// the order rows were forwarded, and are never reused. Reads committed
+  /// data only: one index seek per partition, then one lookup per row
+  /// returned (cheap when there are none). Blocking: local reads (WAL
+  /// readers do not wait for writers). Throws kc::Error: errc::misuse while
+  /// the SQLite transaction is live (after db(), or an early write of a
+  /// large buffer; a transaction that only buffers is fine); errc::io when
+  /// a read fails or a row's headers are not in kc's encoding (naming the
+  /// row's id).
+  std::vector<PendingForward> pending_forwards(std::span<const TopicPartition> owned, std::size_t max) override;
+  /// Deletes the kc_outbox rows with these ids (of this group; ids already
+  /// gone are fine) in one short transaction of its own (BEGIN IMMEDIATE:
+  /// waits up to busy_timeout_ms for the write lock), also while a consumer
+  /// transaction only buffers. No database call for no ids. Throws
+  /// kc::Error: errc::misuse while the SQLite transaction is live (as
+  /// pending_forwards()); errc::io (busy: retriable), nothing deleted.
+  void forwards_sent(std::span<const std::int64_t> ids) override;
+  /// From now on the busy timeout of every call that may wait for the
+  /// write lock is min(busy_timeout_ms, time left to `deadline`), ~1 ms
+  /// once the deadline has passed (sqlite3_busy_timeout, set before each
+  /// call), so a call blocked by another connection's lock fails by the
+  /// deadline with the usual retriable busy error. A later call replaces
+  /// the deadline. Local work (writing the buffered rows) is not cut.
+  void set_deadline(std::chrono::steady_clock::time_point deadline) noexcept override;
 
   /// Appends one row to the table. Between begin() and commit(): copies it
   /// into the transaction's buffer (no database call, unless the buffer

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -111,11 +112,12 @@ class PostgresSinkTest : public ::testing::Test {
     }
     try {
       Db db;
+      db.exec("DELETE FROM kc_outbox WHERE grp IN (" + db.quote(group_) + ", " + db.quote(group_ + "-other") + ")");
       for (const auto& t : drop_) {
         db.exec("DROP TABLE IF EXISTS " + t);
       }
       db.exec("DROP TABLE IF EXISTS " + table_);
-      db.exec("DELETE FROM kc_offsets WHERE grp = " + db.quote(group_));
+      db.exec("DELETE FROM kc_offsets WHERE grp IN (" + db.quote(group_) + ", " + db.quote(group_ + "-other") + ")");
     } catch (const std::exception& e) {
       std::fprintf(stderr, "cleanup failed: %s\n", e.what());
     }
@@ -437,6 +439,16 @@ TEST_F(PostgresSinkTest, RejectsATableNameThatIsNotAPlainIdentifier) {
   }
 }
 
+TEST_F(PostgresSinkTest, RejectsReservedTableNames) {
+  for (const std::string& reserved : std::vector<std::string>{"kc_offsets", "kc_outbox", "KC_Outbox"}) {
+    auto o = options();
+    o.table = reserved;
+    const auto e = expect_error([&] { PostgresSink s(o); });
+    EXPECT_EQ(e.code(), make_error_code(errc::config_invalid_value)) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'" + reserved + "'"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(PostgresSinkTest, ErrorsNeverShowThePassword) {
   const std::string secret = "S3cr3tPw";
   auto o = options();
@@ -610,6 +622,371 @@ TEST_F(PostgresSinkTest, OutageIsRetriableAndHealsWithTheSameSink) {
   Db db2;
   EXPECT_EQ(rows(db2), 4);
   EXPECT_EQ(db2.stored(group_, tp(0)), "4");
+}
+
+// ---------------------------------------------------------------------------
+// The outbox: forward() writes a failed record's dead letter (or retry copy)
+// into kc_outbox inside the consumer's transaction; pending_forwards() reads
+// back what committed, forwards_sent() removes it.
+
+// A forwarded record that owns its bytes; view() is what forward() takes.
+struct Forward {
+  std::string topic = "orders.dlq";
+  std::int32_t partition = -1;
+  std::optional<std::string> key;
+  std::optional<std::string> value;
+  std::vector<ForwardedHeader> headers;
+  TopicPartition source;
+  std::int64_t source_offset = 0;
+
+  ForwardedRecord view() const {
+    ForwardedRecord r;
+    r.topic = topic;
+    r.partition = partition;
+    if (key) {
+      r.key = std::as_bytes(std::span(key->data(), key->size()));
+    }
+    if (value) {
+      r.value = std::as_bytes(std::span(value->data(), value->size()));
+    }
+    r.headers = headers;
+    r.source = source;
+    r.source_offset = source_offset;
+    return r;
+  }
+};
+
+void expect_same(const PendingForward& got, const Forward& want) {
+  EXPECT_EQ(got.topic, want.topic);
+  EXPECT_EQ(got.partition, want.partition);
+  EXPECT_EQ(got.key, want.key);
+  EXPECT_EQ(got.value, want.value);
+  EXPECT_EQ(got.headers, want.headers);
+  EXPECT_EQ(got.source, want.source);
+  EXPECT_EQ(got.source_offset, want.source_offset);
+}
+
+Forward dead_letter(const TopicPartition& source, std::int64_t offset) {
+  Forward f;
+  f.source = source;
+  f.source_offset = offset;
+  f.key = "k" + std::to_string(offset);
+  f.value = "v" + std::to_string(offset);
+  f.headers = {{"kc.offset", std::to_string(offset)}};
+  return f;
+}
+
+std::vector<std::int64_t> ids_of(const std::vector<PendingForward>& p) {
+  std::vector<std::int64_t> out;
+  for (const auto& f : p) {
+    out.push_back(f.id);
+  }
+  return out;
+}
+std::vector<std::int64_t> offsets_of(const std::vector<PendingForward>& p) {
+  std::vector<std::int64_t> out;
+  for (const auto& f : p) {
+    out.push_back(f.source_offset);
+  }
+  return out;
+}
+
+class PostgresSinkOutboxTest : public PostgresSinkTest {
+ protected:
+  std::int64_t outbox_rows(Db& db) {
+    return db.count("SELECT count(*) FROM kc_outbox WHERE grp = " + db.quote(group_));
+  }
+  std::vector<PendingForward> pending(PostgresSink& sink, const std::vector<TopicPartition>& owned,
+                                      std::size_t max = 100) {
+    return sink.pending_forwards(owned, max);
+  }
+};
+
+TEST_F(PostgresSinkOutboxTest, ForwardedRecordsCommitWithTheTransactionByteForByte) {
+  PostgresSink sink(options());
+  Db db;
+  sink.claim(std::vector{tp(0)});
+
+  Forward binary;
+  binary.partition = 2;
+  binary.key = std::string("k\0\x80\xff\n", 5);
+  binary.value = std::string("\0\0{\"a\":\xc3\x28}\\\t\x7f\x80\xfe\xff", 16);
+  binary.headers = {
+      {"kc.error.message", "boom\ttab\nnewline\\backslash"},
+      {"null-value", std::nullopt},
+      {"empty-value", std::string()},
+      {std::string("n\0\xff=\n", 5), std::string("\0\x01\x80", 3)},
+      {"", std::string("empty name")},
+      {"dup", std::string("1")},
+      {"dup", std::string("2")},
+  };
+  binary.source = tp(0);
+  binary.source_offset = 7;
+
+  Forward bare;  // a null key, an empty value, no headers, any partition
+  bare.topic = "orders.retry-1";
+  bare.partition = -1;
+  bare.key = std::nullopt;
+  bare.value = std::string();
+  bare.source = tp(0);
+  bare.source_offset = 8;
+
+  sink.begin();
+  sink.record_begin();
+  sink.insert(row(topic_, 0, 6));
+  sink.record_end(true);
+  sink.record_begin();  // offset 7 fails: its dead letter goes with the transaction
+  sink.insert(row(topic_, 0, 7));
+  sink.record_end(false);
+  EXPECT_TRUE(sink.forward(binary.view()));
+  sink.record_begin();
+  sink.record_end(false);
+  EXPECT_TRUE(sink.forward(bare.view()));
+  EXPECT_EQ(outbox_rows(db), 0) << "nothing visible before commit()";
+
+  sink.commit(std::vector<SinkOffset>{{tp(0), Offset{9}}}, nullptr);
+  EXPECT_EQ(offsets(db), std::vector<std::string>{"6"});
+  EXPECT_EQ(db.stored(group_, tp(0)), "9");
+
+  const auto got = pending(sink, {tp(0)});
+  ASSERT_EQ(got.size(), 2u);
+  expect_same(got.at(0), binary);
+  expect_same(got.at(1), bare);
+  EXPECT_LT(got.at(0).id, got.at(1).id);
+
+  // The columns as stored: NULL for a null key, an empty bytea for an empty value.
+  EXPECT_EQ(db.count("SELECT count(*) FROM kc_outbox WHERE grp = " + db.quote(group_) +
+                     " AND src_offset = 8 AND key IS NULL AND value = ''::bytea AND part = -1"),
+            1);
+  EXPECT_EQ(db.count("SELECT length(key) + length(value) FROM kc_outbox WHERE grp = " + db.quote(group_) +
+                     " AND src_offset = 7"),
+            21);
+
+  // Committed means durable: another sink of the group finds them.
+  PostgresSink again(options());
+  again.claim(std::vector{tp(0)});
+  const auto after = pending(again, {tp(0)});
+  ASSERT_EQ(after.size(), 2u);
+  expect_same(after.at(0), binary);
+  EXPECT_EQ(ids_of(after), ids_of(got));
+}
+
+TEST_F(PostgresSinkOutboxTest, ForwardsOfAnAbortedOrFailedTransactionAreNeverPending) {
+  PostgresSink sink(options());
+  Db db;
+  sink.claim(std::vector{tp(0)});
+  sink.begin();
+  ASSERT_TRUE(sink.forward(dead_letter(tp(0), 0).view()));
+  sink.abort();
+  EXPECT_TRUE(pending(sink, {tp(0)}).empty()) << "aborted";
+
+  sink.begin();  // a commit that fails: the server refuses a row
+  sink.insert(row(topic_, 0, 1, "{not json"));
+  ASSERT_TRUE(sink.forward(dead_letter(tp(0), 1).view()));
+  EXPECT_THROW(sink.commit(std::vector<SinkOffset>{{tp(0), Offset{2}}}, nullptr), Error);
+  sink.abort();
+  EXPECT_TRUE(pending(sink, {tp(0)}).empty()) << "failed commit";
+  EXPECT_EQ(outbox_rows(db), 0);
+
+  sink.begin();  // the next transaction commits only its own forward, once
+  ASSERT_TRUE(sink.forward(dead_letter(tp(0), 2).view()));
+  sink.commit(std::vector<SinkOffset>{{tp(0), Offset{3}}}, nullptr);
+  EXPECT_EQ(offsets_of(pending(sink, {tp(0)})), std::vector<std::int64_t>{2});
+  sink.begin();
+  sink.commit(std::vector<SinkOffset>{{tp(0), Offset{3}}}, nullptr);
+  EXPECT_EQ(offsets_of(pending(sink, {tp(0)})), std::vector<std::int64_t>{2}) << "not written again";
+  EXPECT_EQ(outbox_rows(db), 1);
+}
+
+TEST_F(PostgresSinkOutboxTest, ForwardsSentRemovesExactlyThoseIds) {
+  PostgresSink sink(options());
+  sink.claim(std::vector{tp(0)});
+  sink.begin();
+  for (std::int64_t o = 0; o < 4; ++o) {
+    ASSERT_TRUE(sink.forward(dead_letter(tp(0), o).view()));
+  }
+  sink.commit(std::vector<SinkOffset>{{tp(0), Offset{4}}}, nullptr);
+  const auto before = pending(sink, {tp(0)});
+  ASSERT_EQ(offsets_of(before), (std::vector<std::int64_t>{0, 1, 2, 3}));
+
+  sink.forwards_sent(std::vector<std::int64_t>{before.at(0).id, before.at(2).id});
+  EXPECT_EQ(offsets_of(pending(sink, {tp(0)})), (std::vector<std::int64_t>{1, 3}));
+  // Idempotent: ids already gone (and ids that never were) are fine.
+  sink.forwards_sent(std::vector<std::int64_t>{before.at(0).id, before.at(2).id, before.at(3).id + 1000000});
+  sink.forwards_sent({});
+  EXPECT_EQ(offsets_of(pending(sink, {tp(0)})), (std::vector<std::int64_t>{1, 3}));
+  sink.forwards_sent(std::vector<std::int64_t>{before.at(1).id, before.at(3).id});
+  EXPECT_TRUE(pending(sink, {tp(0)}).empty());
+}
+
+TEST_F(PostgresSinkOutboxTest, PendingForwardsFiltersBySourcePartitionOldestFirstUpToMax) {
+  PostgresSink sink(options());
+  auto other = options();
+  other.group = group_ + "-other";
+  PostgresSink other_group(other);
+  sink.claim(std::vector{tp(0), tp(1), tp(2)});
+  other_group.claim(std::vector{tp(0)});
+  sink.begin();  // interleaved over two transactions: ids grow in the order forwarded
+  ASSERT_TRUE(sink.forward(dead_letter(tp(1), 0).view()));
+  ASSERT_TRUE(sink.forward(dead_letter(tp(0), 0).view()));
+  ASSERT_TRUE(sink.forward(dead_letter(tp(2), 0).view()));
+  sink.commit(std::vector<SinkOffset>{{tp(0), Offset{1}}, {tp(1), Offset{1}}, {tp(2), Offset{1}}}, nullptr);
+  other_group.begin();
+  ASSERT_TRUE(other_group.forward(dead_letter(tp(0), 50).view()));
+  other_group.commit(std::vector<SinkOffset>{{tp(0), Offset{51}}}, nullptr);
+  sink.begin();
+  ASSERT_TRUE(sink.forward(dead_letter(tp(0), 1).view()));
+  ASSERT_TRUE(sink.forward(dead_letter(tp(1), 1).view()));
+  ASSERT_TRUE(sink.forward(dead_letter(tp(0), 2).view()));
+  sink.commit(std::vector<SinkOffset>{{tp(0), Offset{3}}, {tp(1), Offset{2}}}, nullptr);
+
+  auto p = pending(sink, {tp(0), tp(1)});
+  ASSERT_EQ(p.size(), 5u);
+  std::vector<std::string> order;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    if (i > 0) {
+      EXPECT_LT(p.at(i - 1).id, p.at(i).id) << "oldest first";
+    }
+    order.push_back(std::to_string(to_int(p.at(i).source.partition)) + "@" + std::to_string(p.at(i).source_offset));
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"1@0", "0@0", "0@1", "1@1", "0@2"}));
+
+  p = pending(sink, {tp(0), tp(1)}, 3);
+  ASSERT_EQ(p.size(), 3u) << "at most max";
+  EXPECT_EQ(p.at(2).source_offset, 1);
+  EXPECT_EQ(p.at(2).source, tp(0));
+
+  EXPECT_EQ(offsets_of(pending(sink, {tp(1)})), (std::vector<std::int64_t>{0, 1}));
+  EXPECT_EQ(offsets_of(pending(sink, {tp(2)})), std::vector<std::int64_t>{0});
+  EXPECT_TRUE(pending(sink, {}).empty());
+  EXPECT_TRUE(pending(sink, {tp(0), tp(1)}, 0).empty());
+  EXPECT_TRUE(pending(sink, {tp(9)}).empty());
+  EXPECT_EQ(pending(sink, {tp(0), tp(0)}).size(), 3u) << "a partition named twice counts once";
+  EXPECT_EQ(offsets_of(pending(other_group, {tp(0)})), std::vector<std::int64_t>{50}) << "each group its own";
+  sink.forwards_sent(ids_of(pending(other_group, {tp(0)})));  // another group's ids: left alone
+  EXPECT_EQ(pending(other_group, {tp(0)}).size(), 1u);
+}
+
+// A zombie's transaction (its partition claimed by another sink since) is
+// rolled back whole: its forwards with its rows and offsets.
+TEST_F(PostgresSinkOutboxTest, ZombiesForwardsRollBackWithItsTransaction) {
+  Db db;
+  PostgresSink zombie(options());
+  zombie.claim(std::vector{tp(0)});
+  PostgresSink owner(options());
+  owner.claim(std::vector{tp(0)});
+
+  zombie.begin();
+  zombie.insert(row(topic_, 0, 0));
+  ASSERT_TRUE(zombie.forward(dead_letter(tp(0), 1).view()));
+  const auto e = expect_error([&] { zombie.commit(std::vector<SinkOffset>{{tp(0), Offset{2}}}, nullptr); });
+  EXPECT_NE(std::string(e.what()).find("fenced"), std::string::npos) << e.what();
+  zombie.abort();
+  EXPECT_EQ(rows(db), 0);
+  EXPECT_EQ(outbox_rows(db), 0);
+  EXPECT_TRUE(pending(owner, {tp(0)}).empty());
+
+  owner.begin();
+  owner.insert(row(topic_, 0, 0));
+  ASSERT_TRUE(owner.forward(dead_letter(tp(0), 1).view()));
+  owner.commit(std::vector<SinkOffset>{{tp(0), Offset{2}}}, nullptr);
+  EXPECT_EQ(offsets_of(pending(owner, {tp(0)})), std::vector<std::int64_t>{1});
+}
+
+TEST_F(PostgresSinkOutboxTest, OutboxCallsOutOfPlaceAreMisuse) {
+  PostgresSink sink(options());
+  sink.claim(std::vector{tp(0)});
+  const auto f = dead_letter(tp(0), 0);
+  auto misuse = [](const Error& e) { return e.code() == make_error_code(errc::misuse); };
+  EXPECT_TRUE(misuse(expect_error([&] { sink.forward(f.view()); }))) << "forward() without begin()";
+  sink.begin();
+  sink.record_begin();
+  EXPECT_TRUE(misuse(expect_error([&] { sink.forward(f.view()); }))) << "forward() inside a record";
+  sink.record_end(false);
+  ASSERT_TRUE(sink.forward(f.view()));
+  EXPECT_TRUE(misuse(expect_error([&] { sink.pending_forwards(std::vector{tp(0)}, 10); })))
+      << "pending_forwards() in the consumer transaction";
+  EXPECT_TRUE(misuse(expect_error([&] { sink.forwards_sent(std::vector<std::int64_t>{1}); })))
+      << "forwards_sent() in the consumer transaction";
+  sink.commit(std::vector<SinkOffset>{{tp(0), Offset{1}}}, nullptr);
+  EXPECT_EQ(pending(sink, {tp(0)}).size(), 1u) << "the misuse did not end the transaction";
+}
+
+TEST_F(PostgresSinkOutboxTest, HeadersNotInKcsEncodingAreAnErrorNamingTheRow) {
+  Db db;
+  PostgresSink sink(options());
+  sink.claim(std::vector{tp(0)});
+  sink.begin();
+  ASSERT_TRUE(sink.forward(dead_letter(tp(0), 0).view()));
+  sink.commit(std::vector<SinkOffset>{{tp(0), Offset{1}}}, nullptr);
+  db.exec("UPDATE kc_outbox SET headers = '\\x01000000'::bytea WHERE grp = " + db.quote(group_));  // cut short
+  const auto id = db.count("SELECT id FROM kc_outbox WHERE grp = " + db.quote(group_));
+  const auto e = expect_error([&] { sink.pending_forwards(std::vector{tp(0)}, 10); });
+  EXPECT_EQ(e.code(), make_error_code(errc::io)) << e.what();
+  EXPECT_NE(std::string(e.what()).find("kc_outbox row " + std::to_string(id)), std::string::npos) << e.what();
+}
+
+// set_deadline(): a commit waiting for a row lock held by another session
+// gives up at the deadline, not after statement_timeout (10 s here). Wall
+// times are checked loosely: the point is that nobody waits 10 s.
+TEST_F(PostgresSinkOutboxTest, DeadlineCutsTheLockWaitShort) {
+  using std::chrono::steady_clock;
+  PostgresSink sink(options());  // statement_timeout = 10 s
+  sink.claim(std::vector{tp(0)});
+  Db db;
+  {
+    pqxx::work lock(db.conn());  // another session holds the partition's offsets row
+    lock.exec("SELECT * FROM kc_offsets WHERE grp = " + lock.quote(group_) + " FOR UPDATE");
+    sink.begin();
+    sink.insert(row(topic_, 0, 0));
+    EXPECT_TRUE(sink.forward(dead_letter(tp(0), 0).view()));
+    const auto started = steady_clock::now();
+    sink.set_deadline(started + 300ms);
+    const auto e = expect_error([&] { sink.commit(std::vector<SinkOffset>{{tp(0), Offset{1}}}, nullptr); });
+    const auto took = steady_clock::now() - started;
+    EXPECT_TRUE(e.retriable()) << e.what();
+    EXPECT_GE(took, 200ms) << "it did wait for the lock until about the deadline";
+    EXPECT_LT(took, 5s) << "waited " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+    sink.abort();
+    lock.abort();
+  }
+  EXPECT_EQ(rows(db), 0);
+  EXPECT_EQ(outbox_rows(db), 0);
+
+  // A later deadline replaces it: the session's own statement_timeout
+  // applies again (the shortened one was local to the failed transaction).
+  sink.set_deadline(steady_clock::now() + std::chrono::hours(1));
+  sink.begin();
+  EXPECT_EQ(sink.transaction().exec1("SHOW statement_timeout")[0].as<std::string>(), "10s");
+  sink.insert(row(topic_, 0, 0));
+  ASSERT_TRUE(sink.forward(dead_letter(tp(0), 0).view()));
+  sink.commit(std::vector<SinkOffset>{{tp(0), Offset{1}}}, nullptr);
+  EXPECT_EQ(rows(db), 1);
+  EXPECT_EQ(pending(sink, {tp(0)}).size(), 1u);
+}
+
+// Past the deadline a call that needs a new connection fails at once
+// (retriable) instead of connecting; a later deadline lets it connect again.
+TEST_F(PostgresSinkOutboxTest, PastTheDeadlineNoNewConnectionIsTried) {
+  PostgresSink sink(options());
+  sink.claim(std::vector{tp(0)});
+  sink.begin();
+  const auto pid = sink.transaction().exec1("SELECT pg_backend_pid()")[0].as<std::int64_t>();
+  sink.abort();
+  Db db;
+  db.exec("SELECT pg_terminate_backend(" + std::to_string(pid) + ", 5000)");
+
+  sink.set_deadline(std::chrono::steady_clock::now() - 1ms);
+  const auto started = std::chrono::steady_clock::now();
+  const auto e = expect_error([&] { sink.begin(); });
+  EXPECT_TRUE(e.retriable()) << e.what();
+  EXPECT_NE(std::string(e.what()).find("deadline"), std::string::npos) << e.what();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1s);
+
+  sink.set_deadline(std::chrono::steady_clock::now() + std::chrono::hours(1));
+  sink.begin();
+  sink.commit(std::vector<SinkOffset>{{tp(0), Offset{1}}}, nullptr);
+  EXPECT_EQ(db.stored(group_, tp(0)), "1");
 }
 
 }  // namespace

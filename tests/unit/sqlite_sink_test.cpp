@@ -4,8 +4,11 @@
 #include <sqlite3.h>
 
 #include <unistd.h>
+#include <chrono>
+#include <cstddef>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -325,7 +328,8 @@ TEST_F(SqliteSinkTest, GroupsInOneFileDoNotInterfere) {
 }
 
 TEST_F(SqliteSinkTest, InvalidTableNameIsRejectedAndNamed) {
-  for (const std::string bad : {"rows; DROP TABLE kc_offsets", "1rows", "", "my-rows", "kc_offsets", "sqlite_x"}) {
+  for (const std::string bad :
+       {"rows; DROP TABLE kc_offsets", "1rows", "", "my-rows", "kc_offsets", "sqlite_x", "kc_outbox", "KC_Outbox"}) {
     auto opts = options();
     opts.table = bad;
     try {
@@ -552,6 +556,406 @@ TEST_F(SqliteSinkTest, UnopenablePathIsNamedInTheError) {
     EXPECT_EQ(e.code(), kc::make_error_code(kc::errc::io));
     EXPECT_NE(std::string(e.what()).find("/nonexistent-dir/kc.db"), std::string::npos) << e.what();
   }
+}
+
+// ---------------------------------------------------------------------------
+// The outbox: forward() writes a failed record's dead letter (or retry copy)
+// into kc_outbox inside the consumer's transaction; pending_forwards() reads
+// back what committed, forwards_sent() removes it.
+
+// A forwarded record that owns its bytes; view() is what forward() takes.
+struct Forward {
+  std::string topic = "orders.dlq";
+  std::int32_t partition = -1;
+  std::optional<std::string> key;
+  std::optional<std::string> value;
+  std::vector<kc::ForwardedHeader> headers;
+  TopicPartition source{"orders", Partition{3}};
+  std::int64_t source_offset = 0;
+
+  kc::ForwardedRecord view() const {
+    kc::ForwardedRecord r;
+    r.topic = topic;
+    r.partition = partition;
+    if (key) {
+      r.key = std::as_bytes(std::span(key->data(), key->size()));
+    }
+    if (value) {
+      r.value = std::as_bytes(std::span(value->data(), value->size()));
+    }
+    r.headers = headers;
+    r.source = source;
+    r.source_offset = source_offset;
+    return r;
+  }
+};
+
+// Byte for byte: the same topic, partition, key, value, headers (in order)
+// and source as forwarded.
+void expect_same(const kc::PendingForward& got, const Forward& want) {
+  EXPECT_EQ(got.topic, want.topic);
+  EXPECT_EQ(got.partition, want.partition);
+  EXPECT_EQ(got.key, want.key);
+  EXPECT_EQ(got.value, want.value);
+  EXPECT_EQ(got.headers, want.headers);
+  EXPECT_EQ(got.source, want.source);
+  EXPECT_EQ(got.source_offset, want.source_offset);
+}
+
+Forward dead_letter(const TopicPartition& source, std::int64_t offset) {
+  Forward f;
+  f.source = source;
+  f.source_offset = offset;
+  f.key = "k" + std::to_string(offset);
+  f.value = "v" + std::to_string(offset);
+  f.headers = {{"kc.offset", std::to_string(offset)}};
+  return f;
+}
+
+std::vector<std::int64_t> ids_of(const std::vector<kc::PendingForward>& p) {
+  std::vector<std::int64_t> out;
+  for (const auto& f : p) {
+    out.push_back(f.id);
+  }
+  return out;
+}
+std::vector<std::int64_t> offsets_of(const std::vector<kc::PendingForward>& p) {
+  std::vector<std::int64_t> out;
+  for (const auto& f : p) {
+    out.push_back(f.source_offset);
+  }
+  return out;
+}
+
+template <class F>
+void expect_misuse(F&& f, const char* what) {
+  try {
+    f();
+    ADD_FAILURE() << what << ": no error";
+  } catch (const kc::Error& e) {
+    EXPECT_EQ(e.code(), kc::make_error_code(kc::errc::misuse)) << what << ": " << e.what();
+  }
+}
+
+TEST_F(SqliteSinkTest, ForwardedRecordsCommitWithTheTransactionByteForByte) {
+  SqliteSink sink(options());
+  sink.claim(one(tp_));
+
+  Forward binary;
+  binary.topic = "orders.dlq";
+  binary.partition = 2;
+  binary.key = std::string("k\0\x80\xff\n", 5);
+  binary.value = std::string("\0\0{\"a\":\xc3\x28}\x7f\x80\xfe\xff", 14);
+  binary.headers = {
+      {"kc.error.message", "boom"},
+      {"null-value", std::nullopt},
+      {"empty-value", std::string()},
+      {std::string("n\0\xff=\n", 5), std::string("\0\x01\x80", 3)},
+      {"", std::string("empty name")},
+      {"dup", std::string("1")},
+      {"dup", std::string("2")},
+  };
+  binary.source = tp_;
+  binary.source_offset = 7;
+
+  Forward bare;  // a null key, an empty value, no headers, any partition
+  bare.topic = "orders.retry-1";
+  bare.partition = -1;
+  bare.key = std::nullopt;
+  bare.value = std::string();
+  bare.source = tp_;
+  bare.source_offset = 8;
+
+  sink.begin();
+  sink.record_begin();
+  insert(sink, tp_, 6);
+  sink.record_end(true);
+  sink.record_begin();  // offset 7 fails: its dead letter goes with the transaction
+  insert(sink, tp_, 7);
+  sink.record_end(false);
+  EXPECT_TRUE(sink.forward(binary.view()));
+  sink.record_begin();
+  sink.record_end(false);
+  EXPECT_TRUE(sink.forward(bare.view()));
+
+  Reader other(path_);
+  ASSERT_EQ(other.exec("PRAGMA busy_timeout = 50"), SQLITE_OK);
+  EXPECT_EQ(other.exec("BEGIN IMMEDIATE"), SQLITE_OK) << "forward() buffers: no write lock before commit()";
+  EXPECT_EQ(other.exec("ROLLBACK"), SQLITE_OK);
+  EXPECT_EQ(Reader(path_).number("SELECT count(*) FROM kc_outbox"), 0) << "nothing visible before commit()";
+
+  commit(sink, tp_, 9);
+  EXPECT_EQ(rows(), 1);
+  EXPECT_EQ(stored("g", tp_), "9");
+
+  const auto pending = sink.pending_forwards(one(tp_), 10);
+  ASSERT_EQ(pending.size(), 2u);
+  expect_same(pending[0], binary);
+  expect_same(pending[1], bare);
+  EXPECT_LT(pending[0].id, pending[1].id);
+
+  // The columns as stored: NULL for a null key, an empty BLOB for an empty value.
+  Reader r(path_);
+  EXPECT_EQ(r.number("SELECT count(*) FROM kc_outbox WHERE src_offset = 8 AND key IS NULL AND typeof(value) = "
+                     "'blob' AND length(value) = 0 AND part = -1 AND grp = 'g'"),
+            1);
+  EXPECT_EQ(r.number("SELECT length(key) + length(value) FROM kc_outbox WHERE src_offset = 7"), 19);
+
+  // Committed means durable: another sink of the group finds them.
+  SqliteSink again(options());
+  again.claim(one(tp_));
+  const auto after = again.pending_forwards(one(tp_), 10);
+  ASSERT_EQ(after.size(), 2u);
+  expect_same(after[0], binary);
+  EXPECT_EQ(ids_of(after), ids_of(pending));
+}
+
+TEST_F(SqliteSinkTest, ForwardsOfAnAbortedOrFailedTransactionAreNeverPending) {
+  SqliteSink sink(options());  // busy_timeout_ms = 50
+  sink.claim(one(tp_));
+  sink.begin();
+  ASSERT_TRUE(sink.forward(dead_letter(tp_, 0).view()));
+  sink.abort();
+  EXPECT_TRUE(sink.pending_forwards(one(tp_), 10).empty()) << "aborted";
+
+  sink.begin();  // a transaction that db() made live, then aborted
+  ASSERT_TRUE(sink.forward(dead_letter(tp_, 1).view()));
+  sink.db();
+  ASSERT_TRUE(sink.forward(dead_letter(tp_, 2).view()));
+  sink.abort();
+  EXPECT_TRUE(sink.pending_forwards(one(tp_), 10).empty()) << "aborted after db()";
+
+  Reader blocker(path_);  // a commit that fails (busy)
+  sink.begin();
+  ASSERT_TRUE(sink.forward(dead_letter(tp_, 3).view()));
+  ASSERT_EQ(blocker.exec("BEGIN IMMEDIATE"), SQLITE_OK);
+  EXPECT_THROW(commit(sink, tp_, 4), kc::Error);
+  sink.abort();
+  ASSERT_EQ(blocker.exec("ROLLBACK"), SQLITE_OK);
+  EXPECT_TRUE(sink.pending_forwards(one(tp_), 10).empty()) << "failed commit";
+
+  sink.begin();  // the next transaction commits only its own forward, once
+  ASSERT_TRUE(sink.forward(dead_letter(tp_, 4).view()));
+  commit(sink, tp_, 5);
+  EXPECT_EQ(offsets_of(sink.pending_forwards(one(tp_), 10)), std::vector<std::int64_t>{4});
+  sink.begin();
+  commit(sink, tp_, 5);
+  EXPECT_EQ(offsets_of(sink.pending_forwards(one(tp_), 10)), std::vector<std::int64_t>{4})
+      << "a later commit does not write it again";
+  EXPECT_EQ(Reader(path_).number("SELECT count(*) FROM kc_outbox"), 1);
+}
+
+TEST_F(SqliteSinkTest, ForwardsSentRemovesExactlyThoseIds) {
+  SqliteSink sink(options());
+  sink.claim(one(tp_));
+  sink.begin();
+  for (std::int64_t o = 0; o < 4; ++o) {
+    ASSERT_TRUE(sink.forward(dead_letter(tp_, o).view()));
+  }
+  commit(sink, tp_, 4);
+  const auto before = sink.pending_forwards(one(tp_), 10);
+  ASSERT_EQ(offsets_of(before), (std::vector<std::int64_t>{0, 1, 2, 3}));
+
+  const std::vector<std::int64_t> sent{before[0].id, before[2].id};
+  sink.forwards_sent(sent);
+  EXPECT_EQ(offsets_of(sink.pending_forwards(one(tp_), 10)), (std::vector<std::int64_t>{1, 3}));
+
+  // Idempotent: ids already gone (and ids that never were) are fine.
+  const std::vector<std::int64_t> again{before[0].id, before[2].id, before[3].id + 1000};
+  sink.forwards_sent(again);
+  sink.forwards_sent({});
+  EXPECT_EQ(offsets_of(sink.pending_forwards(one(tp_), 10)), (std::vector<std::int64_t>{1, 3}));
+
+  // While a consumer transaction only buffers, forwards_sent() runs in one
+  // of its own (committed at once; the buffering one goes on).
+  sink.begin();
+  ASSERT_TRUE(sink.forward(dead_letter(tp_, 4).view()));
+  const std::vector<std::int64_t> one_more{before[1].id};
+  sink.forwards_sent(one_more);
+  EXPECT_EQ(Reader(path_).number("SELECT count(*) FROM kc_outbox"), 1);
+  commit(sink, tp_, 5);
+  EXPECT_EQ(offsets_of(sink.pending_forwards(one(tp_), 10)), (std::vector<std::int64_t>{3, 4}));
+
+  // Ids are never reused, even after the newest row was removed: a late
+  // forwards_sent() of an old id cannot remove a newer forward.
+  const auto now = sink.pending_forwards(one(tp_), 10);
+  ASSERT_EQ(now.size(), 2u);
+  const std::vector<std::int64_t> newest{now.at(1).id};
+  sink.forwards_sent(newest);
+  sink.begin();
+  ASSERT_TRUE(sink.forward(dead_letter(tp_, 5).view()));
+  commit(sink, tp_, 6);
+  const auto last = sink.pending_forwards(one(tp_), 10);
+  ASSERT_EQ(offsets_of(last), (std::vector<std::int64_t>{3, 5}));
+  EXPECT_GT(last.at(1).id, newest.front());
+}
+
+TEST_F(SqliteSinkTest, PendingForwardsFiltersBySourcePartitionOldestFirstUpToMax) {
+  const TopicPartition third{"payments", Partition{3}};
+  SqliteSink sink(options());
+  SqliteSink other_group(options("g2"));
+  sink.claim(std::vector<TopicPartition>{tp_, other_, third});
+  other_group.claim(one(tp_));
+  // Interleaved over two transactions: ids grow in the order forwarded.
+  sink.begin();
+  ASSERT_TRUE(sink.forward(dead_letter(other_, 0).view()));
+  ASSERT_TRUE(sink.forward(dead_letter(tp_, 0).view()));
+  ASSERT_TRUE(sink.forward(dead_letter(third, 0).view()));
+  sink.commit(std::vector<SinkOffset>{{tp_, Offset{1}}, {other_, Offset{1}}, {third, Offset{1}}}, nullptr);
+  other_group.begin();
+  ASSERT_TRUE(other_group.forward(dead_letter(tp_, 50).view()));
+  commit(other_group, tp_, 51);
+  sink.begin();
+  ASSERT_TRUE(sink.forward(dead_letter(tp_, 1).view()));
+  ASSERT_TRUE(sink.forward(dead_letter(other_, 1).view()));
+  ASSERT_TRUE(sink.forward(dead_letter(tp_, 2).view()));
+  sink.commit(std::vector<SinkOffset>{{tp_, Offset{3}}, {other_, Offset{2}}}, nullptr);
+
+  const std::vector<TopicPartition> owned{tp_, other_};
+  auto p = sink.pending_forwards(owned, 100);
+  ASSERT_EQ(p.size(), 5u);
+  for (std::size_t i = 1; i < p.size(); ++i) {
+    EXPECT_LT(p[i - 1].id, p[i].id) << "oldest first";
+  }
+  std::vector<std::string> order;
+  for (const auto& f : p) {
+    order.push_back(std::to_string(kc::to_int(f.source.partition)) + "@" + std::to_string(f.source_offset));
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"4@0", "3@0", "3@1", "4@1", "3@2"}));
+
+  p = sink.pending_forwards(owned, 3);
+  ASSERT_EQ(p.size(), 3u) << "at most max";
+  EXPECT_EQ(p.at(2).source_offset, 1);
+  EXPECT_EQ(p.at(2).source, tp_);
+
+  EXPECT_EQ(offsets_of(sink.pending_forwards(one(other_), 100)), (std::vector<std::int64_t>{0, 1}));
+  EXPECT_EQ(offsets_of(sink.pending_forwards(one(third), 100)), (std::vector<std::int64_t>{0}));
+  EXPECT_TRUE(sink.pending_forwards({}, 100).empty());
+  EXPECT_TRUE(sink.pending_forwards(owned, 0).empty());
+  EXPECT_TRUE(sink.pending_forwards(one(TopicPartition{"orders", Partition{9}}), 100).empty());
+  EXPECT_EQ(offsets_of(other_group.pending_forwards(one(tp_), 100)), std::vector<std::int64_t>{50})
+      << "each group sees its own";
+  // forwards_sent() of another group's ids leaves them alone.
+  sink.forwards_sent(ids_of(other_group.pending_forwards(one(tp_), 100)));
+  EXPECT_EQ(other_group.pending_forwards(one(tp_), 100).size(), 1u);
+}
+
+// A zombie's transaction (its partition claimed by another sink since) is
+// rolled back whole: its forwards with its rows and offsets.
+TEST_F(SqliteSinkTest, ZombiesForwardsRollBackWithItsTransaction) {
+  SqliteSink zombie(options());
+  zombie.claim(one(tp_));
+  SqliteSink owner(options());
+  owner.claim(one(tp_));
+
+  zombie.begin();
+  insert(zombie, tp_, 0);
+  ASSERT_TRUE(zombie.forward(dead_letter(tp_, 1).view()));
+  try {
+    commit(zombie, tp_, 2);
+    FAIL() << "a zombie's commit must be refused";
+  } catch (const kc::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fenced"), std::string::npos) << e.what();
+  }
+  zombie.abort();
+  EXPECT_EQ(rows(), 0);
+  EXPECT_EQ(Reader(path_).number("SELECT count(*) FROM kc_outbox"), 0);
+  EXPECT_TRUE(owner.pending_forwards(one(tp_), 10).empty());
+
+  owner.begin();
+  insert(owner, tp_, 0);
+  ASSERT_TRUE(owner.forward(dead_letter(tp_, 1).view()));
+  commit(owner, tp_, 2);
+  EXPECT_EQ(offsets_of(owner.pending_forwards(one(tp_), 10)), std::vector<std::int64_t>{1});
+}
+
+TEST_F(SqliteSinkTest, OutboxCallsOutOfPlaceAreMisuse) {
+  SqliteSink sink(options());
+  sink.claim(one(tp_));
+  const auto f = dead_letter(tp_, 0);
+  expect_misuse([&] { sink.forward(f.view()); }, "forward() without begin()");
+  sink.begin();
+  sink.record_begin();
+  expect_misuse([&] { sink.forward(f.view()); }, "forward() inside a record");
+  sink.record_end(false);
+  ASSERT_TRUE(sink.forward(f.view()));
+  sink.db();  // the SQLite transaction is live: the outbox reads and deletes would mix with it
+  expect_misuse([&] { sink.pending_forwards(one(tp_), 10); }, "pending_forwards() in a live transaction");
+  const std::vector<std::int64_t> ids{1};
+  expect_misuse([&] { sink.forwards_sent(ids); }, "forwards_sent() in a live transaction");
+  commit(sink, tp_, 1);
+  EXPECT_EQ(sink.pending_forwards(one(tp_), 10).size(), 1u) << "the misuse did not end the transaction";
+}
+
+TEST_F(SqliteSinkTest, HeadersNotInKcsEncodingAreAnErrorNamingTheRow) {
+  SqliteSink sink(options());
+  sink.claim(one(tp_));
+  sink.begin();
+  ASSERT_TRUE(sink.forward(dead_letter(tp_, 0).view()));
+  commit(sink, tp_, 1);
+  Reader r(path_);
+  ASSERT_EQ(r.exec("UPDATE kc_outbox SET headers = x'01000000'"), SQLITE_OK);  // cut short
+  const auto id = r.number("SELECT id FROM kc_outbox");
+  try {
+    sink.pending_forwards(one(tp_), 10);
+    FAIL() << "a malformed headers column was accepted";
+  } catch (const kc::Error& e) {
+    EXPECT_EQ(e.code(), kc::make_error_code(kc::errc::io)) << e.what();
+    EXPECT_NE(std::string(e.what()).find("kc_outbox row " + std::to_string(id)), std::string::npos) << e.what();
+  }
+}
+
+// set_deadline(): a commit waiting for a lock held by another connection
+// gives up at the deadline, not after busy_timeout_ms (10 s here); a call
+// after the deadline gives up at once. Wall times are checked loosely: the
+// point is that nobody waits the full busy timeout.
+TEST_F(SqliteSinkTest, DeadlineCutsTheLockWaitShort) {
+  using namespace std::chrono;
+  auto opts = options();
+  opts.busy_timeout_ms = 10000;
+  SqliteSink sink(opts);
+  sink.claim(one(tp_));
+  Reader blocker(path_);
+  sink.begin();
+  insert(sink, tp_, 0);
+  EXPECT_TRUE(sink.forward(dead_letter(tp_, 0).view()));
+  ASSERT_EQ(blocker.exec("BEGIN IMMEDIATE"), SQLITE_OK);
+
+  auto started = steady_clock::now();
+  sink.set_deadline(started + milliseconds(300));
+  try {
+    commit(sink, tp_, 1);
+    FAIL() << "commit succeeded on a locked database";
+  } catch (const kc::Error& e) {
+    EXPECT_TRUE(e.retriable()) << e.what();
+  }
+  auto took = steady_clock::now() - started;
+  EXPECT_GE(took, milliseconds(200)) << "it did wait for the lock until about the deadline";
+  EXPECT_LT(took, seconds(5)) << "waited " << duration_cast<milliseconds>(took).count() << " ms";
+  sink.abort();
+
+  // Past the deadline: ~1 ms of waiting, for a claim as for a commit.
+  started = steady_clock::now();
+  EXPECT_THROW(sink.claim(one(other_)), kc::Error);
+  sink.begin();
+  EXPECT_TRUE(sink.forward(dead_letter(tp_, 0).view()));
+  EXPECT_THROW(commit(sink, tp_, 1), kc::Error);
+  sink.abort();
+  took = steady_clock::now() - started;
+  EXPECT_LT(took, seconds(2)) << "waited " << duration_cast<milliseconds>(took).count() << " ms";
+
+  ASSERT_EQ(blocker.exec("ROLLBACK"), SQLITE_OK);
+  EXPECT_EQ(rows(), 0);
+  EXPECT_EQ(Reader(path_).number("SELECT count(*) FROM kc_outbox"), 0);
+
+  // A later deadline replaces it; with the lock free the same calls succeed.
+  sink.set_deadline(steady_clock::now() + hours(1));
+  sink.begin();
+  insert(sink, tp_, 0);
+  EXPECT_TRUE(sink.forward(dead_letter(tp_, 0).view()));
+  commit(sink, tp_, 1);
+  EXPECT_EQ(rows(), 1);
+  EXPECT_EQ(sink.pending_forwards(one(tp_), 10).size(), 1u);
 }
 
 }  // namespace

@@ -74,6 +74,15 @@ struct KafkaTransactionalSink::Impl {
   // Impl), so it is destroyed first.
   detail::HandlePtr rk;
 
+  // set_deadline(): no call waits past it (a graceful stop's deadline).
+  std::optional<Clock::time_point> hard_deadline;
+  // The deadline of one blocking step: commit_timeout from now, or the
+  // stop's deadline when that is sooner.
+  Clock::time_point bound() const {
+    const auto d = Clock::now() + options.commit_timeout;
+    return hard_deadline ? std::min(d, *hard_deadline) : d;
+  }
+
   explicit Impl(Options o) : options(std::move(o)) {}
 
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) noexcept;
@@ -147,7 +156,7 @@ detail::HandlePtr KafkaTransactionalSink::Impl::create_producer() {
 // retriable error, so a handle whose init timed out is kept and the next
 // attempt (resume()) resumes it instead of creating yet another producer.
 void KafkaTransactionalSink::Impl::init_transactions() {
-  const auto deadline = Clock::now() + options.commit_timeout;
+  const auto deadline = bound();
   for (;;) {
     detail::ErrorPtr e(rd_kafka_init_transactions(rk.get(), std::max(1, remaining_ms(deadline))));
     if (!e) {
@@ -233,7 +242,7 @@ void KafkaTransactionalSink::Impl::send(
     std::string_view topic, std::optional<Bytes> key, std::optional<Bytes> value, std::int32_t partition,
     const std::vector<std::pair<std::string, std::optional<std::string>>>& headers) {
   const std::string t(topic);
-  const auto deadline = Clock::now() + options.commit_timeout;
+  const auto deadline = bound();
   for (;;) {
     const auto err = detail::produce_copy(rk.get(), t, key, value, partition, headers);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -280,7 +289,7 @@ void KafkaTransactionalSink::Impl::run_txn_call(const char* what, Call call, Clo
       if (failed_deliveries > 0) {
         why += "; " + std::to_string(failed_deliveries) + " deliveries failed, first: " + first_delivery_error;
       }
-      abort_open(Clock::now() + options.commit_timeout, why);
+      abort_open(bound(), why);
       spdlog::warn("kc: {}: transaction aborted: {}", name(), why);
       throw Error(errc::kafka, name() + ": transaction aborted: " + why, false, true);
     }
@@ -289,9 +298,10 @@ void KafkaTransactionalSink::Impl::run_txn_call(const char* what, Call call, Clo
         std::this_thread::sleep_for(kRetryPause);
         continue;
       }
-      throw lose(std::string(what) + " did not finish within commit_timeout (" +
-                 std::to_string(options.commit_timeout.count()) + " ms; last error " + describe(e.get()) +
-                 "): the transaction's outcome is unknown");
+      throw lose(std::string(what) + " did not finish in time (commit_timeout " +
+                 std::to_string(options.commit_timeout.count()) + " ms" +
+                 (hard_deadline ? std::string(", or the stop's deadline") : std::string()) + "; last error " +
+                 describe(e.get()) + "): the transaction's outcome is unknown");
     }
     // Neither retriable nor abortable: librdkafka recommends treating it as fatal.
     throw lose(std::string(what) + " failed: " + describe(e.get()) + " (neither retriable nor abortable)");
@@ -421,7 +431,7 @@ void KafkaTransactionalSink::commit(std::span<const SinkOffset> offsets,
   // A record that was begun but never ended keeps nothing.
   s.staging = false;
   s.staged.clear();
-  const auto deadline = Clock::now() + s.options.commit_timeout;
+  const auto deadline = s.bound();
   if (!offsets.empty()) {
     if (group == nullptr) {
       throw Error(errc::misuse, s.name() + ": commit() with offsets needs the consumer's group metadata");
@@ -451,11 +461,26 @@ void KafkaTransactionalSink::abort() noexcept {
       s.in_txn = false;
       return;
     }
-    s.abort_open(Clock::now() + s.options.commit_timeout, "abort()");
+    s.abort_open(s.bound(), "abort()");
   } catch (...) {
     // abort_open() failed: lose() logged it and marked the producer for rebuild.
     s.in_txn = false;
   }
+}
+
+bool KafkaTransactionalSink::forward(const ForwardedRecord& r) {
+  auto& s = *impl_;
+  s.require_open("forward");
+  if (s.staging) {
+    throw Error(errc::misuse, s.name() + ": forward() inside a record (between record_begin and record_end)");
+  }
+  const std::vector<std::pair<std::string, std::optional<std::string>>> headers(r.headers.begin(), r.headers.end());
+  s.send(r.topic, r.key, r.value, r.partition, headers);
+  return true;
+}
+
+void KafkaTransactionalSink::set_deadline(std::chrono::steady_clock::time_point deadline) noexcept {
+  impl_->hard_deadline = deadline;
 }
 
 std::uint64_t KafkaTransactionalSink::producers_created() const noexcept {

@@ -6,24 +6,34 @@
 #include <pqxx/tablewriter>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <regex>
 #include <set>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "kc/error.hpp"
+#include "sink/outbox.hpp"
 
 namespace kc {
 namespace {
 
+namespace outbox = detail::outbox;
+
 constexpr std::string_view kOffsetsTable = "kc_offsets";
 // The built-in mapping's columns, in the order insert() encodes them.
 const std::vector<std::string> kColumns = {"topic", "partition", "\"offset\"", "timestamp_ms", "key", "value"};
+// kc_outbox's columns, in the order forward() encodes them (id is generated).
+const std::vector<std::string> kOutboxColumns = {"grp",  "src_topic", "src_part", "src_offset", "topic",
+                                                 "part", "key",       "value",    "headers"};
 // COPY data goes to libpq in pieces of about this size (whole rows): one
 // PQputCopyData call each, instead of one per row.
 constexpr std::size_t kCopyChunk = std::size_t{1} << 20;
@@ -42,6 +52,20 @@ bool plain_identifier(std::string_view s) {
   }
   auto alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
   return alpha(s[0]) && std::all_of(s.begin() + 1, s.end(), [&](char c) { return alpha(c) || (c >= '0' && c <= '9'); });
+}
+
+// The sink's own tables, refused as a records table in any case (a quoted
+// "KC_OUTBOX" would be another table here, but not in SQLite: one rule for
+// both sinks).
+bool reserved(std::string_view s) {
+  for (std::string_view name : {kOffsetsTable, outbox::kTable}) {
+    if (s.size() == name.size() && std::equal(s.begin(), s.end(), name.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) == b;
+        })) {
+      return true;
+    }
+  }
+  return false;
 }
 
 template <class Int>
@@ -70,6 +94,18 @@ void append_copy_text(std::string& out, std::string_view s) {
     }
   }
   out.append(s.data() + from, s.size() - from);
+}
+
+// bytea in COPY text format: its hex input form \x0a1b..., with the
+// backslash escaped for COPY; "\\x" alone is the empty bytea.
+void append_copy_bytea(std::string& out, std::string_view b) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += "\\\\x";
+  for (const char c : b) {
+    const auto u = static_cast<unsigned char>(c);
+    out += kHex[u >> 4];
+    out += kHex[u & 0x0F];
+  }
 }
 
 std::string trim(std::string s) {
@@ -155,10 +191,20 @@ struct Conninfo {
   std::string full;
   std::string shown;
   std::vector<std::string> secrets;
+  // The string as given and how to append a parameter to it, for a
+  // connect_timeout shortened by set_deadline() (libpq keeps the last value
+  // of a parameter given twice).
+  std::string given;
+  std::string separator;  // "?", "&" or " "
+
+  std::string with_connect_timeout(std::int64_t secs) const {
+    return given + separator + "connect_timeout=" + std::to_string(secs);
+  }
 };
 
 Conninfo parse_conninfo(const std::string& s, std::chrono::milliseconds connect_timeout) {
   Conninfo c;
+  c.given = s;
   // libpq takes whole seconds (and treats 1 as 2).
   const auto secs = std::max<std::int64_t>(1, (connect_timeout.count() + 999) / 1000);
   const bool has_timeout = s.find("connect_timeout") != std::string::npos;
@@ -205,7 +251,8 @@ Conninfo parse_conninfo(const std::string& s, std::chrono::milliseconds connect_
       shown += kept;
     }
     c.shown = std::move(shown);
-    c.full = has_timeout ? s : s + (query == std::string::npos ? "?" : "&") + "connect_timeout=" + std::to_string(secs);
+    c.separator = query == std::string::npos ? "?" : "&";
+    c.full = has_timeout ? s : c.with_connect_timeout(secs);
   } else {
     // key=value pairs; a value may be single-quoted with backslash escapes.
     static const std::regex password(R"((^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S*))");
@@ -220,7 +267,8 @@ Conninfo parse_conninfo(const std::string& s, std::chrono::milliseconds connect_
     if (c.shown.empty()) {
       c.shown = "(libpq defaults)";
     }
-    c.full = has_timeout ? s : s + " connect_timeout=" + std::to_string(secs);
+    c.separator = " ";
+    c.full = has_timeout ? s : c.with_connect_timeout(secs);
   }
   return c;
 }
@@ -268,6 +316,11 @@ struct PostgresSink::Impl {
   std::string rows;
   std::size_t record_mark = 0;
   bool in_record = false;
+  // The open transaction's forward()ed records in COPY text format for
+  // kc_outbox, sent at commit().
+  std::string outbox_rows;
+  // set_deadline(): statements and connections are bounded by the time left.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
   // Member order: a transaction refers to the session's connection and the
   // subtransaction to the transaction, so they come after it (destroyed
   // first).
@@ -289,9 +342,43 @@ struct PostgresSink::Impl {
 
   std::string where() const { return "postgres " + info.shown + ": "; }
 
+  // Milliseconds left before the deadline (<= 0: passed).
+  std::int64_t left_ms() const {
+    return std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now()).count();
+  }
+
+  // After set_deadline(): the statements that follow in transaction `w`
+  // get statement_timeout = the time left (at most the option's; 1 ms once
+  // the deadline passed). SET LOCAL ends with the transaction, so the
+  // session's own setting is never changed. Each statement then ends by the
+  // deadline; called before each statement of the sink's own that may wait
+  // (one more round trip each, only once a deadline is set).
+  void limit(pqxx::transaction_base& w) {
+    if (!deadline) {
+      return;
+    }
+    std::int64_t ms = std::max<std::int64_t>(left_ms(), 1);
+    if (options.statement_timeout.count() > 0) {
+      ms = std::min<std::int64_t>(ms, options.statement_timeout.count());
+    }
+    w.exec("SET LOCAL statement_timeout = " + std::to_string(ms));
+  }
+
   std::unique_ptr<Session> connect() {
+    std::string conninfo = info.full;
+    if (deadline) {
+      // connect_timeout shortened to the time left (whole seconds; libpq's
+      // minimum is 2 s); once the deadline passed, no attempt at all.
+      const auto left = left_ms();
+      if (left <= 0) {
+        throw Error(errc::io, where() + "cannot connect: the deadline given by set_deadline() has passed", false,
+                    true);
+      }
+      const auto option_secs = std::max<std::int64_t>(1, (options.connect_timeout.count() + 999) / 1000);
+      conninfo = info.with_connect_timeout(std::min<std::int64_t>(option_secs, (left + 999) / 1000));
+    }
     try {
-      auto s = std::make_unique<Session>(info.full);
+      auto s = std::make_unique<Session>(conninfo);
       // Session settings through set_variable(): libpqxx re-applies them
       // should it re-open the connection by itself.
       s->conn.set_variable("statement_timeout",
@@ -339,6 +426,7 @@ struct PostgresSink::Impl {
     sub.reset();
     tx.reset();
     rows.clear();
+    outbox_rows.clear();
     record_mark = 0;
     in_record = false;
   }
@@ -386,7 +474,8 @@ struct PostgresSink::Impl {
   // Runs `f` in a transaction of its own and commits it: on the sink's
   // connection, or, while the sink's transaction is open (claim() in a
   // cooperative rebalance), on a second connection for this call only.
-  template <class F>
+  // Tx = pqxx::nontransaction: autocommit, for `f` of one statement.
+  template <class Tx = pqxx::work, class F>
   auto own_transaction(std::string_view what, F&& f) {
     for (int attempt = 0;; ++attempt) {
       std::unique_ptr<Session> side;
@@ -400,7 +489,10 @@ struct PostgresSink::Impl {
           fresh = connection();
           s = session.get();
         }
-        pqxx::work w(s->conn, "kc_sink");
+        Tx w(s->conn, "kc_sink");
+        if constexpr (!std::is_same_v<Tx, pqxx::nontransaction>) {
+          limit(w);  // SET LOCAL needs a transaction block
+        }
         auto out = f(w);
         w.commit();
         return out;
@@ -413,20 +505,41 @@ struct PostgresSink::Impl {
     }
   }
 
+  // Runs `f`, one statement, on the sink's connection outside its
+  // transaction. A statement is atomic by itself: without a deadline it
+  // runs in autocommit (one round trip, not BEGIN, statement, COMMIT: the
+  // outbox is read after every commit that may have forwarded); with one,
+  // in a transaction, for limit()'s SET LOCAL.
+  template <class F>
+  auto one_statement(std::string_view what, F&& f) {
+    return deadline ? own_transaction<pqxx::work>(what, f) : own_transaction<pqxx::nontransaction>(what, f);
+  }
+
   // Sends rows[0, upto) with one COPY into the open transaction.
   void flush(std::size_t upto) {
+    copy(table, kColumns, rows, upto);
+    record_mark -= std::min(record_mark, upto);
+  }
+
+  // Sends the forward()ed records with one COPY into kc_outbox.
+  void flush_outbox() { copy(std::string(outbox::kTable), kOutboxColumns, outbox_rows, outbox_rows.size()); }
+
+  // Sends buf[0, upto) (whole COPY text lines) with one COPY into `into`
+  // and removes it from buf.
+  void copy(const std::string& into, const std::vector<std::string>& columns, std::string& buf, std::size_t upto) {
     if (upto == 0) {
       return;
     }
+    limit(*tx);
     {
       // tablewriter's constructor is deprecated in libpqxx 6 in favour of
       // stream_to, but it is the only class there that passes pre-encoded
       // COPY lines through (write_raw_line): many rows per libpq call.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-      pqxx::tablewriter w(*tx, table, kColumns.begin(), kColumns.end());
+      pqxx::tablewriter w(*tx, into, columns.begin(), columns.end());
 #pragma GCC diagnostic pop
-      std::string_view rest(rows.data(), upto);
+      std::string_view rest(buf.data(), upto);
       std::string chunk;
       while (!rest.empty()) {
         // Every row ends with '\n' (escaped data holds none).
@@ -440,15 +553,15 @@ struct PostgresSink::Impl {
       }
       w.complete();
     }
-    rows.erase(0, upto);
-    record_mark -= std::min(record_mark, upto);
+    buf.erase(0, upto);
   }
 
   void create_tables() {
     own_transaction("creating the tables", [&](pqxx::work& w) {
       w.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kSchemaLock) + ")");
       const auto r = w.exec("SELECT to_regclass(" + w.quote(std::string(kOffsetsTable)) + ") IS NULL, to_regclass(" +
-                            w.quote(table) + ") IS NULL");
+                            w.quote(table) + ") IS NULL, to_regclass(" + w.quote(std::string(outbox::kTable)) +
+                            ") IS NULL");
       if (r[0][0].as<bool>()) {
         w.exec("CREATE TABLE " + std::string(kOffsetsTable) +
                " (grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, next_offset BIGINT, "
@@ -460,6 +573,15 @@ struct PostgresSink::Impl {
         w.exec("CREATE TABLE " + table +
                " (topic TEXT NOT NULL, partition INTEGER NOT NULL, \"offset\" BIGINT NOT NULL, "
                "timestamp_ms BIGINT, key TEXT, value JSONB)");
+      }
+      if (r[0][2].as<bool>()) {
+        // Identity ids are never reused: a late or repeated forwards_sent()
+        // cannot delete a newer forward. The index serves pending_forwards().
+        w.exec(
+            "CREATE TABLE kc_outbox (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, grp TEXT NOT NULL, "
+            "src_topic TEXT NOT NULL, src_part INTEGER NOT NULL, src_offset BIGINT NOT NULL, topic TEXT NOT NULL, "
+            "part INTEGER NOT NULL, key BYTEA, value BYTEA, headers BYTEA NOT NULL)");
+        w.exec("CREATE INDEX kc_outbox_pending ON kc_outbox (grp, src_topic, src_part, id)");
       }
       return 0;
     });
@@ -476,6 +598,9 @@ PostgresSink::PostgresSink(Options options) : impl_(std::make_unique<Impl>(std::
   if (!plain_identifier(d.options.table)) {
     throw Error(errc::config_invalid_value, "postgres sink: table '" + d.options.table +
                                                 "' is not a plain SQL identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63)");
+  }
+  if (reserved(d.options.table)) {
+    throw Error(errc::config_invalid_value, "postgres sink: table '" + d.options.table + "' is reserved");
   }
   d.table = "\"" + d.options.table + "\"";
   d.info = parse_conninfo(d.options.uri, d.options.connect_timeout);
@@ -584,6 +709,7 @@ void PostgresSink::begin() {
     try {
       fresh = d.connection();
       d.tx = std::make_unique<pqxx::work>(d.session->conn, "kc_sink");
+      d.limit(*d.tx);  // the handler's statements too: by the time left now
       return;
     } catch (...) {
       d.tx.reset();
@@ -718,6 +844,8 @@ void PostgresSink::commit(std::span<const SinkOffset> offsets, const rd_kafka_co
   std::string step = "COPY into " + d.table;
   try {
     d.flush(d.rows.size());
+    step = "COPY into kc_outbox";
+    d.flush_outbox();
     if (!offsets.empty()) {
       // One statement for all partitions: each row is updated only where
       // its epoch is still the one this sink claimed (compare-and-set).
@@ -729,6 +857,7 @@ void PostgresSink::commit(std::span<const SinkOffset> offsets, const rd_kafka_co
       }
       sql += ") AS v(topic, part, next, epoch) WHERE o.grp = " + d.tx->quote(d.options.group) +
              " AND o.topic = v.topic AND o.part = v.part AND o.epoch = v.epoch RETURNING o.topic, o.part";
+      d.limit(*d.tx);  // the statement that waits for another claimer's row locks
       std::set<TopicPartition> stored;
       for (const auto& row : d.tx->exec(sql)) {
         stored.insert({row[0].as<std::string>(), Partition{row[1].as<std::int32_t>()}});
@@ -753,6 +882,125 @@ void PostgresSink::commit(std::span<const SinkOffset> offsets, const rd_kafka_co
 
 void PostgresSink::abort() noexcept {
   impl_->drop_transaction();
+}
+
+bool PostgresSink::forward(const ForwardedRecord& r) {
+  auto& d = *impl_;
+  if (!d.tx) {
+    throw misuse("forward() outside a transaction (call begin() first)");
+  }
+  if (d.in_record) {
+    throw misuse("forward() inside a record (call it between records)");
+  }
+  const std::string headers = outbox::encode_headers(r.headers);
+  auto& out = d.outbox_rows;
+  append_copy_text(out, d.options.group);
+  out += '\t';
+  append_copy_text(out, r.source.topic);
+  out += '\t';
+  append_int(out, to_int(r.source.partition));
+  out += '\t';
+  append_int(out, r.source_offset);
+  out += '\t';
+  append_copy_text(out, r.topic);
+  out += '\t';
+  append_int(out, r.partition);
+  for (const auto& bytes : {r.key, r.value}) {
+    out += '\t';
+    if (bytes) {
+      append_copy_bytea(out, outbox::as_chars(*bytes));
+    } else {
+      out += "\\N";
+    }
+  }
+  out += '\t';
+  append_copy_bytea(out, headers);
+  out += '\n';
+  if (out.size() >= kFlushAt) {
+    try {
+      d.flush_outbox();
+    } catch (...) {
+      d.fail("COPY into kc_outbox", d.session.get());
+    }
+  }
+  return true;
+}
+
+std::vector<PendingForward> PostgresSink::pending_forwards(std::span<const TopicPartition> owned, std::size_t max) {
+  auto& d = *impl_;
+  if (d.tx) {
+    throw misuse("pending_forwards() while a transaction is open (call it after commit() or abort())");
+  }
+  if (owned.empty() || max == 0) {
+    return {};
+  }
+  const std::string limit = std::to_string(std::min<std::size_t>(max, std::numeric_limits<std::int64_t>::max()));
+  const std::set<TopicPartition> keys(owned.begin(), owned.end());
+  // Per partition the oldest `max` by the index (LATERAL ... LIMIT), then
+  // the oldest `max` of those: never more than partitions x max rows read.
+  const pqxx::result rows = d.one_statement("reading kc_outbox", [&](pqxx::transaction_base& w) {
+    std::string sql =
+        "SELECT o.id, o.topic, o.part, o.key, o.value, o.headers, o.src_topic, o.src_part, o.src_offset FROM (VALUES ";
+    bool first = true;
+    for (const auto& tp : keys) {
+      sql += (first ? "(" : ", (") + d.values_tp(w, tp) + ")";
+      first = false;
+    }
+    sql += ") AS v(topic, part) CROSS JOIN LATERAL (SELECT * FROM kc_outbox k WHERE k.grp = " +
+           w.quote(d.options.group) + " AND k.src_topic = v.topic AND k.src_part = v.part ORDER BY k.id LIMIT " +
+           limit + ") o ORDER BY o.id LIMIT " + limit;
+    return w.exec(sql);
+  });
+  std::vector<PendingForward> out;
+  out.reserve(rows.size());
+  for (const auto& row : rows) {
+    PendingForward f;
+    f.id = row[0].as<std::int64_t>();
+    f.topic = row[1].as<std::string>();
+    f.partition = row[2].as<std::int32_t>();
+    if (!row[3].is_null()) {
+      f.key = pqxx::binarystring(row[3]).str();
+    }
+    if (!row[4].is_null()) {
+      f.value = pqxx::binarystring(row[4]).str();
+    }
+    auto headers = outbox::decode_headers(pqxx::binarystring(row[5]).str());
+    if (!headers) {
+      throw Error(errc::io, d.where() + "kc_outbox row " + std::to_string(f.id) +
+                                ": its headers are not in kc's encoding (version 1)");
+    }
+    f.headers = std::move(*headers);
+    f.source = TopicPartition{row[6].as<std::string>(), Partition{row[7].as<std::int32_t>()}};
+    f.source_offset = row[8].as<std::int64_t>();
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+void PostgresSink::forwards_sent(std::span<const std::int64_t> ids) {
+  auto& d = *impl_;
+  if (d.tx) {
+    throw misuse("forwards_sent() while a transaction is open (call it after commit() or abort())");
+  }
+  if (ids.empty()) {
+    return;
+  }
+  std::string list;
+  for (const auto id : ids) {
+    if (!list.empty()) {
+      list += ',';
+    }
+    append_int(list, id);
+  }
+  d.one_statement("deleting from kc_outbox", [&](pqxx::transaction_base& w) {
+    w.exec("DELETE FROM kc_outbox WHERE grp = " + w.quote(d.options.group) + " AND id = ANY (ARRAY[" + list +
+           "]::bigint[])");
+    return 0;
+  });
+}
+
+void PostgresSink::set_deadline(std::chrono::steady_clock::time_point deadline) noexcept {
+  impl_->deadline = deadline;
 }
 
 }  // namespace kc

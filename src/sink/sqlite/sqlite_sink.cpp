@@ -2,12 +2,16 @@
 // SQLite transaction. The offsets table and its fence are
 // detail::SqliteOffsetStore's; this file adds the records table, the
 // insert() buffer that keeps the write lock to commit() alone, per-record
-// undo and the TransactionalSink protocol.
+// undo, the outbox (forward()) and the TransactionalSink protocol.
 #include "kc/sqlite_sink.hpp"
 
+#include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdint>
+#include <limits>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -16,11 +20,13 @@
 
 #include "kc/error.hpp"
 #include "sink/sqlite/offset_store.hpp"
+#include "sink/outbox.hpp"
 #include "sink/sqlite/sqlite.hpp"
 
 namespace kc {
 
 namespace sqlite = detail::sqlite;
+namespace outbox = detail::outbox;
 
 namespace {
 
@@ -67,7 +73,10 @@ SqliteSink::Options validated(SqliteSink::Options o) {
     throw Error(errc::config_invalid_value,
                 "sqlite sink: table name '" + o.table + "' is not a plain SQL identifier ([A-Za-z_][A-Za-z0-9_]*)");
   }
-  if ((o.table.size() == 10 && iequals_prefix(o.table, "kc_offsets")) || iequals_prefix(o.table, "sqlite_")) {
+  // SQLite's identifiers are case-insensitive: KC_OUTBOX is kc_outbox.
+  if ((o.table.size() == 10 && iequals_prefix(o.table, "kc_offsets")) ||
+      (o.table.size() == outbox::kTable.size() && iequals_prefix(o.table, outbox::kTable)) ||
+      iequals_prefix(o.table, "sqlite_")) {
     throw Error(errc::config_invalid_value, "sqlite sink: table name '" + o.table + "' is reserved");
   }
   if (o.busy_timeout_ms < 0) {
@@ -75,6 +84,59 @@ SqliteSink::Options validated(SqliteSink::Options o) {
                 "sqlite sink: busy_timeout_ms " + std::to_string(o.busy_timeout_ms) + " is negative");
   }
   return o;
+}
+
+// The outbox (see sqlite_sink.hpp). AUTOINCREMENT: an id is never used
+// twice, not even after the newest row was deleted (a plain INTEGER PRIMARY
+// KEY reuses max(id) + 1), so a late or repeated forwards_sent() can never
+// delete a newer forward that happens to get an old id. The index serves
+// pending_forwards(): one seek per owned partition, ids in order.
+constexpr const char* kCreateOutbox =
+    "CREATE TABLE IF NOT EXISTS kc_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, grp TEXT NOT NULL, "
+    "src_topic TEXT NOT NULL, src_part INTEGER NOT NULL, src_offset INTEGER NOT NULL, topic TEXT NOT NULL, "
+    "part INTEGER NOT NULL, key BLOB, value BLOB, headers BLOB NOT NULL)";
+constexpr const char* kCreateOutboxIndex =
+    "CREATE INDEX IF NOT EXISTS kc_outbox_pending ON kc_outbox (grp, src_topic, src_part, id)";
+constexpr std::string_view kOutboxInsertSql =
+    "INSERT INTO kc_outbox (grp, src_topic, src_part, src_offset, topic, part, key, value, headers) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+constexpr std::string_view kOutboxIdsSql =
+    "SELECT id FROM kc_outbox WHERE grp = ?1 AND src_topic = ?2 AND src_part = ?3 ORDER BY id LIMIT ?4";
+constexpr std::string_view kOutboxRowSql =
+    "SELECT topic, part, key, value, headers, src_topic, src_part, src_offset FROM kc_outbox WHERE id = ?1";
+constexpr std::string_view kOutboxDeleteSql = "DELETE FROM kc_outbox WHERE id = ?1 AND grp = ?2";
+
+// Binds bytes as a BLOB without copying (they must outlive the step), NULL
+// for nullopt. Empty bytes are bound with a non-null pointer: a null one
+// binds NULL.
+int bind_bytes(sqlite3_stmt* s, int index, std::string_view b) noexcept {
+  return sqlite3_bind_blob64(s, index, b.empty() ? "" : b.data(), static_cast<sqlite3_uint64>(b.size()),
+                             SQLITE_STATIC);
+}
+int bind_bytes(sqlite3_stmt* s, int index, const std::optional<std::string>& b) noexcept {
+  return b ? bind_bytes(s, index, std::string_view(*b)) : sqlite3_bind_null(s, index);
+}
+
+// A BLOB (or TEXT) column as bytes, nullopt for NULL.
+std::optional<std::string> column_bytes(sqlite3_stmt* s, int col) {
+  if (sqlite3_column_type(s, col) == SQLITE_NULL) {
+    return std::nullopt;
+  }
+  const void* data = sqlite3_column_blob(s, col);  // before _bytes (SQLite's rule)
+  const int n = sqlite3_column_bytes(s, col);
+  if (n <= 0 || data == nullptr) {
+    return std::string();
+  }
+  return std::string(static_cast<const char*>(data), static_cast<std::size_t>(n));
+}
+
+std::string column_text(sqlite3_stmt* s, int col) {
+  const auto* text = sqlite3_column_text(s, col);
+  const int n = sqlite3_column_bytes(s, col);
+  if (text == nullptr) {
+    return std::string();
+  }
+  return std::string(reinterpret_cast<const char*>(text), static_cast<std::size_t>(n));
 }
 
 }  // namespace
@@ -97,6 +159,9 @@ struct SqliteSink::Impl {
                                  "\" (topic, \"partition\", \"offset\", timestamp_ms, key, value) "
                                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
     insert_what = "insert into " + options.table;
+    sqlite::exec(db, options.path, kCreateOutbox);
+    sqlite::exec(db, options.path, kCreateOutboxIndex);
+    outbox_insert = sqlite::prepare(db, options.path, kOutboxInsertSql);
     savepoint = sqlite::prepare(db, options.path, "SAVEPOINT kc_record");
     release_savepoint = sqlite::prepare(db, options.path, "RELEASE kc_record");
     rollback_to_savepoint = sqlite::prepare(db, options.path, "ROLLBACK TO kc_record");
@@ -120,6 +185,54 @@ struct SqliteSink::Impl {
     std::int64_t key_size = -1;  // -1: NULL
     std::int64_t value_size = -1;
   };
+
+  // A forward() of the consumer transaction, written at commit() with the
+  // rows. Owns its bytes (forwards are rare: a dead letter or retry copy).
+  struct Forwarded {
+    std::string topic;
+    std::int32_t partition = -1;
+    std::optional<std::string> key;
+    std::optional<std::string> value;
+    std::string headers;  // outbox::encode_headers()
+    TopicPartition source;
+    std::int64_t source_offset = -1;
+  };
+
+  void buffer(const ForwardedRecord& r) {
+    Forwarded f;
+    f.topic = r.topic;
+    f.partition = r.partition;
+    if (r.key) {
+      f.key.emplace(outbox::as_chars(*r.key));
+    }
+    if (r.value) {
+      f.value.emplace(outbox::as_chars(*r.value));
+    }
+    f.headers = outbox::encode_headers(r.headers);
+    f.source = r.source;
+    f.source_offset = r.source_offset;
+    forward_bytes += f.topic.size() + (f.key ? f.key->size() : 0) + (f.value ? f.value->size() : 0) +
+                     f.headers.size() + f.source.topic.size();
+    forwards.push_back(std::move(f));
+  }
+
+  std::size_t buffered_bytes() const noexcept { return arena.size() + forward_bytes; }
+
+  void write_forwards() {
+    sqlite3_stmt* s = outbox_insert.get();
+    for (const auto& f : forwards) {
+      sqlite::bind_view(s, 1, options.group);
+      sqlite::bind_view(s, 2, f.source.topic);
+      sqlite3_bind_int(s, 3, to_int(f.source.partition));
+      sqlite3_bind_int64(s, 4, f.source_offset);
+      sqlite::bind_view(s, 5, f.topic);
+      sqlite3_bind_int(s, 6, f.partition);
+      bind_bytes(s, 7, f.key);
+      bind_bytes(s, 8, f.value);
+      bind_bytes(s, 9, std::string_view(f.headers));
+      sqlite::run(db(), s, options.path, "insert into kc_outbox");
+    }
+  }
 
   void buffer(const RecordRow& r) {
     Row row;
@@ -192,6 +305,8 @@ struct SqliteSink::Impl {
   void drop_buffer() noexcept {
     rows.clear();  // both keep their capacity for the next transaction
     arena.clear();
+    forwards.clear();
+    forward_bytes = 0;
     record_rows_from = 0;
     record_arena_from = 0;
   }
@@ -222,6 +337,7 @@ struct SqliteSink::Impl {
       go_live();
       const std::size_t ended = in_record ? record_rows_from : rows.size();
       write_buffered(0, ended);
+      write_forwards();  // forward() is never called inside a record: before its savepoint
       if (in_record && (savepoint_wanted || ended < rows.size())) {
         take_savepoint();
       }
@@ -274,6 +390,38 @@ struct SqliteSink::Impl {
                   "sqlite " + options.path + ": " + during +
                       ": the transaction is gone (SQLite rolled it back after an error); abort and start again");
     }
+  }
+
+  // After set_deadline(): the busy timeout becomes the time left (at most
+  // busy_timeout_ms; ~1 ms once it passed), so the next statement that
+  // waits for another connection's lock gives up by the deadline. Called
+  // before every call that may wait for a lock.
+  void bound_waits() noexcept {
+    if (!deadline) {
+      return;
+    }
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now()).count();
+    const auto ms = std::min<std::int64_t>(std::max<std::int64_t>(left, 1), options.busy_timeout_ms);
+    sqlite3_busy_timeout(db(), static_cast<int>(ms));
+  }
+
+  // The outbox's reads and deletes run on the connection outside the
+  // consumer transaction: refused while that one holds an SQLite
+  // transaction (they would see its uncommitted rows, or commit with it).
+  void outside_live(const char* what) const {
+    if (live || store.in_transaction()) {
+      throw Error(errc::misuse, "sqlite " + options.path + ": " + what +
+                                    " while an SQLite transaction is open (after db() or a large buffer); call it "
+                                    "after commit() or abort()");
+    }
+  }
+
+  sqlite3_stmt* statement(sqlite::Statement& s, std::string_view sql) {
+    if (!s) {
+      s = sqlite::prepare(db(), options.path, sql);
+    }
+    return s.get();
   }
 
   // Claims `tps` (epoch + 1 each): inside the live transaction if db() opened
@@ -348,6 +496,10 @@ struct SqliteSink::Impl {
   sqlite::Statement savepoint;
   sqlite::Statement release_savepoint;
   sqlite::Statement rollback_to_savepoint;
+  sqlite::Statement outbox_insert;
+  sqlite::Statement outbox_ids;     // prepared at the first pending_forwards()
+  sqlite::Statement outbox_row;     // likewise
+  sqlite::Statement outbox_delete;  // prepared at the first forwards_sent()
 
   // insert() rows of the consumer transaction, written at commit() (or at the
   // first db(), or past kFlushBytes) so that the write lock is held only
@@ -357,6 +509,12 @@ struct SqliteSink::Impl {
   std::vector<Row> rows;
   std::size_t record_rows_from = 0;   // the current record's rows start here
   std::size_t record_arena_from = 0;  // and their text here
+  // forward() records of the consumer transaction, written with the rows.
+  std::vector<Forwarded> forwards;
+  std::size_t forward_bytes = 0;
+
+  // set_deadline(): the busy timeout is bounded by the time left.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
 
   std::unordered_map<TopicPartition, std::int64_t> epochs;  // this sink's epoch per claimed partition
   std::unordered_set<TopicPartition> claimed_in_txn;        // claimed inside the live transaction
@@ -374,6 +532,7 @@ SqliteSink::SqliteSink(Options options) : impl_(std::make_unique<Impl>(std::move
 SqliteSink::~SqliteSink() = default;
 
 std::vector<SinkPosition> SqliteSink::claim(std::span<const TopicPartition> tps) {
+  impl_->bound_waits();
   const auto claims = impl_->claim(tps);
   std::vector<SinkPosition> out;
   out.reserve(claims.size());
@@ -385,6 +544,7 @@ std::vector<SinkPosition> SqliteSink::claim(std::span<const TopicPartition> tps)
 
 std::vector<SinkPosition> SqliteSink::resume(std::span<const TopicPartition> tps) {
   auto& m = *impl_;
+  m.bound_waits();
   std::vector<SinkPosition> out(tps.size());
   std::vector<TopicPartition> again;
   std::vector<std::size_t> again_at;
@@ -455,6 +615,7 @@ void SqliteSink::commit(std::span<const SinkOffset> offsets, const rd_kafka_cons
   if (!m.txn) {
     throw Error(errc::misuse, "sqlite " + m.options.path + ": commit() without begin()");
   }
+  m.bound_waits();
   try {
     // A record not ended is kept: its rows are written, and COMMIT releases
     // a savepoint left open.
@@ -487,12 +648,13 @@ void SqliteSink::abort() noexcept {
 
 void SqliteSink::insert(const RecordRow& row) {
   auto& m = *impl_;
+  m.bound_waits();
   if (m.txn) {
     if (m.failed) {
       m.flush(false);  // throws: the transaction is gone
     }
     m.buffer(row);
-    if (m.arena.size() > kFlushBytes) {
+    if (m.buffered_bytes() > kFlushBytes) {
       m.flush(false);  // bounded memory: from here the write lock is held until commit()
     }
     return;
@@ -503,12 +665,124 @@ void SqliteSink::insert(const RecordRow& row) {
 
 sqlite3* SqliteSink::db() {
   auto& m = *impl_;
+  m.bound_waits();
   if (m.txn) {
     m.flush(true);  // the handler's statements see the rows before them
   } else {
     m.take_savepoint();
   }
   return m.db();
+}
+
+bool SqliteSink::forward(const ForwardedRecord& r) {
+  auto& m = *impl_;
+  if (!m.txn) {
+    throw Error(errc::misuse, "sqlite " + m.options.path + ": forward() without begin()");
+  }
+  if (m.in_record) {
+    throw Error(errc::misuse, "sqlite " + m.options.path + ": forward() inside a record (call it between records)");
+  }
+  m.bound_waits();
+  if (m.failed) {
+    m.flush(false);  // throws: the transaction is gone
+  }
+  m.buffer(r);
+  if (m.buffered_bytes() > kFlushBytes) {
+    m.flush(false);
+  }
+  return true;
+}
+
+std::vector<PendingForward> SqliteSink::pending_forwards(std::span<const TopicPartition> owned, std::size_t max) {
+  auto& m = *impl_;
+  m.outside_live("pending_forwards()");
+  if (owned.empty() || max == 0) {
+    return {};
+  }
+  m.bound_waits();
+  const auto limit = static_cast<sqlite3_int64>(
+      std::min<std::size_t>(max, static_cast<std::size_t>(std::numeric_limits<sqlite3_int64>::max())));
+  // Ids first (an index-only seek per partition), then the rows of the
+  // oldest `max`: never more than `max` payloads in memory, however many
+  // partitions have pending rows. No read transaction around the two: a
+  // row deleted in between (forwards_sent() of another member) is skipped.
+  std::vector<std::int64_t> ids;
+  sqlite3_stmt* q = m.statement(m.outbox_ids, kOutboxIdsSql);
+  for (const auto& tp : std::set<TopicPartition>(owned.begin(), owned.end())) {
+    sqlite::ResetGuard reset(q);
+    sqlite::bind_view(q, 1, m.options.group);
+    sqlite::bind_view(q, 2, tp.topic);
+    sqlite3_bind_int(q, 3, to_int(tp.partition));
+    sqlite3_bind_int64(q, 4, limit);
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+      ids.push_back(sqlite3_column_int64(q, 0));
+    }
+    if (rc != SQLITE_DONE) {
+      sqlite::fail(m.db(), rc, m.options.path, "read kc_outbox of " + name_of(tp));
+    }
+  }
+  std::sort(ids.begin(), ids.end());
+  if (ids.size() > max) {
+    ids.resize(max);
+  }
+  std::vector<PendingForward> out;
+  out.reserve(ids.size());
+  sqlite3_stmt* row = m.statement(m.outbox_row, kOutboxRowSql);
+  for (const auto id : ids) {
+    sqlite::ResetGuard reset(row);
+    sqlite3_bind_int64(row, 1, id);
+    const int rc = sqlite3_step(row);
+    if (rc == SQLITE_DONE) {
+      continue;
+    }
+    if (rc != SQLITE_ROW) {
+      sqlite::fail(m.db(), rc, m.options.path, "read kc_outbox row " + std::to_string(id));
+    }
+    PendingForward f;
+    f.id = id;
+    f.topic = column_text(row, 0);
+    f.partition = sqlite3_column_int(row, 1);
+    f.key = column_bytes(row, 2);
+    f.value = column_bytes(row, 3);
+    auto headers = outbox::decode_headers(column_bytes(row, 4).value_or(std::string()));
+    if (!headers) {
+      throw Error(errc::io, "sqlite " + m.options.path + ": kc_outbox row " + std::to_string(id) +
+                                ": its headers are not in kc's encoding (version 1)");
+    }
+    f.headers = std::move(*headers);
+    f.source = TopicPartition{column_text(row, 5), Partition{sqlite3_column_int(row, 6)}};
+    f.source_offset = sqlite3_column_int64(row, 7);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+void SqliteSink::forwards_sent(std::span<const std::int64_t> ids) {
+  auto& m = *impl_;
+  m.outside_live("forwards_sent()");
+  if (ids.empty()) {
+    return;
+  }
+  m.bound_waits();
+  sqlite3_stmt* del = m.statement(m.outbox_delete, kOutboxDeleteSql);
+  m.store.begin();  // BEGIN IMMEDIATE: one short write transaction for all
+  try {
+    for (const auto id : ids) {
+      sqlite3_bind_int64(del, 1, id);
+      sqlite::bind_view(del, 2, m.options.group);
+      sqlite::run(m.db(), del, m.options.path, "delete from kc_outbox");
+    }
+    m.store.commit();
+  } catch (...) {
+    m.store.rollback();
+    throw;
+  }
+}
+
+void SqliteSink::set_deadline(std::chrono::steady_clock::time_point deadline) noexcept {
+  impl_->deadline = deadline;
+  impl_->bound_waits();
 }
 
 }  // namespace kc
