@@ -60,9 +60,12 @@ std::vector<SinkRecord> read_jsonl(const std::filesystem::path& path, std::strin
     if (!value.is_null()) {
       std::string_view v;
       if (value.get(v)) {
-        throw bad("value is neither a string nor null");
+        // A decoded document (--value-format json and the registry
+        // formats): its minified JSON text.
+        r.value = simdjson::minify(value);
+      } else {
+        r.value = std::string(v);
       }
-      r.value = std::string(v);
     }
     std::string_view encoding;
     r.value_base64 = !doc["value_encoding"].get(encoding) && encoding == "base64";

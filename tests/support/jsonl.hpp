@@ -14,14 +14,17 @@ struct SinkRecord {
   std::string topic;
   std::int32_t partition = -1;
   std::int64_t offset = -1;
-  std::optional<std::string> value;  ///< nullopt for a null value; base64 text when value_base64
+  /// nullopt for a null value; base64 text when value_base64; a decoded
+  /// document's minified JSON text when the sink wrote one (--value-format json).
+  std::optional<std::string> value;
   bool value_base64 = false;         ///< the sink wrote "value_encoding":"base64"
 };
 
 /// Parses every line of `path` (simdjson). Tolerates nothing: a missing file,
 /// a line that is not a complete JSON object with topic, partition, offset
 /// and value, or a last line without its '\n' (a partial write) throws
-/// kc::test::Failure naming the file, the line number and the line.
+/// kc::test::Failure naming the file, the line number and the line. A value
+/// may be a string, null or any JSON value (see SinkRecord::value).
 ///
 /// With `partial_tail`, a last line without '\n' is not thrown but stored
 /// there (and not parsed), for a test that reports it as a failure of its

@@ -15,32 +15,6 @@ namespace {
 using namespace std::chrono_literals;
 using namespace kc::test::rdk;  // RkPtr, ..., make_client
 
-int to_ms(std::chrono::milliseconds d) {
-  return static_cast<int>(d.count());
-}
-
-OptionsPtr admin_options(rd_kafka_t* rk, rd_kafka_admin_op_t op, std::chrono::milliseconds timeout) {
-  OptionsPtr opts(rd_kafka_AdminOptions_new(rk, op));
-  char err[512];
-  if (rd_kafka_AdminOptions_set_request_timeout(opts.get(), to_ms(timeout), err, sizeof err) !=
-      RD_KAFKA_RESP_ERR_NO_ERROR) {
-    throw Failure(std::string("admin request timeout: ") + err);
-  }
-  return opts;
-}
-
-// Waits for the admin result on `q`; throws on a timeout or a request-level error.
-EventPtr admin_result(rd_kafka_queue_t* q, std::chrono::milliseconds timeout, const std::string& what) {
-  EventPtr ev(rd_kafka_queue_poll(q, to_ms(timeout + 5s)));
-  if (!ev) {
-    throw Failure(what + ": no answer from the broker within " + std::to_string(timeout.count()) + " ms");
-  }
-  if (rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    throw Failure(what + ": " + rd_kafka_event_error_string(ev.get()));
-  }
-  return ev;
-}
-
 // True when the metadata shows `topic` with `partitions` partitions, all led.
 bool topic_ready(rd_kafka_t* rk, const std::string& topic, int partitions) {
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
@@ -93,6 +67,56 @@ void create_topic(const std::string& bootstrap, const std::string& name, int par
     throw Failure("create_topic " + name + ": created, but the metadata did not show " + std::to_string(partitions) +
                   " led partitions within " + std::to_string(timeout.count()) + " ms");
   }
+}
+
+namespace {
+
+// -1: not in the metadata (or an error for it); the partition count otherwise.
+int partitions_in_metadata(rd_kafka_t* rk, const std::string& name) {
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, name.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  const auto err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+  rd_kafka_topic_destroy(rkt);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw Failure("metadata of " + name + ": " + rd_kafka_err2str(err));
+  }
+  int out = -1;
+  if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    out = md->topics[0].partition_cnt;
+  }
+  rd_kafka_metadata_destroy(md);
+  return out;
+}
+
+}  // namespace
+
+void delete_topic(const std::string& bootstrap, const std::string& name, std::chrono::milliseconds timeout) {
+  auto rk = make_client(RD_KAFKA_PRODUCER, bootstrap, {});
+  rd_kafka_DeleteTopic_t* dt = rd_kafka_DeleteTopic_new(name.c_str());
+  auto opts = admin_options(rk.get(), RD_KAFKA_ADMIN_OP_DELETETOPICS, timeout);
+  QueuePtr q(rd_kafka_queue_new(rk.get()));
+  rd_kafka_DeleteTopics(rk.get(), &dt, 1, opts.get(), q.get());
+  rd_kafka_DeleteTopic_destroy(dt);
+  auto ev = admin_result(q.get(), timeout, "delete_topic " + name);
+  const auto* res = rd_kafka_event_DeleteTopics_result(ev.get());
+  std::size_t cnt = 0;
+  const auto** topics = rd_kafka_DeleteTopics_result_topics(res, &cnt);
+  if (cnt != 1) {
+    throw Failure("delete_topic " + name + ": expected one topic result, got " + std::to_string(cnt));
+  }
+  if (const auto e = rd_kafka_topic_result_error(topics[0]); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char* why = rd_kafka_topic_result_error_string(topics[0]);
+    throw Failure("delete_topic " + name + ": " + rd_kafka_err2name(e) + ": " + (why != nullptr ? why : ""));
+  }
+  if (!wait_until([&] { return partitions_in_metadata(rk.get(), name) < 0; }, timeout, 100ms)) {
+    throw Failure("delete_topic " + name + ": deleted, but the metadata still lists it after " +
+                  std::to_string(timeout.count()) + " ms");
+  }
+}
+
+int topic_partitions(const std::string& bootstrap, const std::string& name) {
+  auto rk = make_client(RD_KAFKA_PRODUCER, bootstrap, {});
+  return partitions_in_metadata(rk.get(), name);
 }
 
 std::uint64_t produce(const std::string& bootstrap, const std::string& topic, std::uint64_t n,
@@ -255,7 +279,7 @@ std::vector<std::int64_t> committed_offsets(const std::string& bootstrap, const 
 }
 
 std::vector<std::string> read_values(const std::string& bootstrap, const std::string& topic, int partitions,
-                                     Isolation isolation, std::chrono::milliseconds timeout) {
+                                     Isolation isolation, std::chrono::milliseconds timeout, bool* complete) {
   const std::string level = isolation == Isolation::read_committed ? "read_committed" : "read_uncommitted";
   const std::string what = "read_values " + topic + " (" + level + ")";
   // The ends: high watermarks from a read_uncommitted client (ListOffsets
@@ -299,12 +323,19 @@ std::vector<std::string> read_values(const std::string& bootstrap, const std::st
     return true;
   };
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (complete != nullptr) {
+    *complete = true;
+  }
   while (!done()) {
     if (std::chrono::steady_clock::now() > deadline) {
       std::string state;
       for (std::size_t i = 0; i < end.size(); ++i) {
         state += " [" + std::to_string(i) + "] at " + std::to_string(next[i]) + " of " + std::to_string(end[i]) + " (" +
                  std::to_string(values[i].size()) + " values)";
+      }
+      if (complete != nullptr) {
+        *complete = false;
+        break;
       }
       throw Failure(what + ": not read to the end within " + std::to_string(timeout.count()) +
                     " ms (a transaction still open?):" + state);

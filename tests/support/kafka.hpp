@@ -79,6 +79,15 @@ class BackgroundProducer {
   std::thread thread_;
 };
 
+/// Deletes `name` (Admin API) and waits until the metadata no longer lists it.
+/// Throws Failure (a topic that does not exist is one).
+void delete_topic(const std::string& bootstrap, const std::string& name,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+/// The partition count of `name` from the metadata, or -1 when the topic
+/// does not exist. Throws Failure when the broker does not answer.
+int topic_partitions(const std::string& bootstrap, const std::string& name);
+
 /// The high watermark (next offset to be written) of partitions 0..partitions-1.
 std::vector<std::int64_t> high_watermarks(const std::string& bootstrap, const std::string& topic, int partitions,
                                           std::chrono::milliseconds timeout = std::chrono::seconds(10));
@@ -103,9 +112,11 @@ enum class Isolation { read_committed, read_uncommitted };
 /// record is known to be absent, not merely not read yet. Assigns the
 /// partitions itself: joins no group, commits nothing. Throws Failure when
 /// an end is not reached within `timeout` (e.g. a transaction still open),
-/// naming the partitions and what was read.
+/// naming the partitions and what was read; with `complete`, returns what
+/// was read by then instead and sets *complete (false: an end not reached).
 std::vector<std::string> read_values(const std::string& bootstrap, const std::string& topic, int partitions,
-                                     Isolation isolation, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+                                     Isolation isolation, std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                                     bool* complete = nullptr);
 
 /// Sets dynamic configs of a group (KIP-848 group configs such as
 /// consumer.heartbeat.interval.ms) with rd_kafka_IncrementalAlterConfigs.

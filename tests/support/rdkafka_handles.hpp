@@ -1,6 +1,6 @@
 // Internal to kc_test_support (not for tests): small RAII holders for
-// librdkafka handles and a client factory, shared by kafka.cpp and
-// records.cpp. kc's own handles are not used on purpose, so a bug in kc
+// librdkafka handles, a client factory and the admin calls' options and
+// results, shared by kafka.cpp, records.cpp and secure.cpp. kc's own handles are not used on purpose, so a bug in kc
 // cannot hide itself in its own fixtures.
 //
 // make_client() throws kc::test::Failure when the client cannot be created.
@@ -8,6 +8,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -45,6 +46,33 @@ struct MessageDeleter {
   void operator()(rd_kafka_message_t* m) const noexcept { rd_kafka_message_destroy(m); }
 };
 using MessagePtr = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
+
+inline int to_ms(std::chrono::milliseconds d) {
+  return static_cast<int>(d.count());
+}
+
+// Admin options of `op` with `timeout` as the request timeout.
+inline OptionsPtr admin_options(rd_kafka_t* rk, rd_kafka_admin_op_t op, std::chrono::milliseconds timeout) {
+  OptionsPtr opts(rd_kafka_AdminOptions_new(rk, op));
+  char err[512];
+  if (rd_kafka_AdminOptions_set_request_timeout(opts.get(), to_ms(timeout), err, sizeof err) !=
+      RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw Failure(std::string("admin request timeout: ") + err);
+  }
+  return opts;
+}
+
+// Waits for the admin result on `q`; throws on a timeout or a request-level error.
+inline EventPtr admin_result(rd_kafka_queue_t* q, std::chrono::milliseconds timeout, const std::string& what) {
+  EventPtr ev(rd_kafka_queue_poll(q, to_ms(timeout + std::chrono::seconds(5))));
+  if (!ev) {
+    throw Failure(what + ": no answer from the broker within " + std::to_string(timeout.count()) + " ms");
+  }
+  if (rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw Failure(what + ": " + rd_kafka_event_error_string(ev.get()));
+  }
+  return ev;
+}
 
 // A client of `type`; `opaque` becomes the handle's opaque (callbacks get it).
 inline RkPtr make_client(rd_kafka_type_t type, const std::string& bootstrap, const std::map<std::string, std::string>& props,

@@ -70,7 +70,9 @@ void produce_records(const std::string& bootstrap, const std::string& topic, con
 
 /// Every record of `topic` up to its current end (the high watermarks when
 /// called), in partition order per partition, with offset and timestamp set.
-/// Assigns the partitions itself: joins no group and commits nothing. Blocks
+/// Records of aborted transactions are not read (read_committed); a topic
+/// that ends with transaction markers counts as read once the position is at
+/// its end. Assigns the partitions itself: joins no group and commits nothing. Blocks
 /// until done; throws Failure when the topic does not exist or it is not read
 /// to the end within 60 s.
 std::vector<Record> read_topic(const std::string& bootstrap, const std::string& topic);

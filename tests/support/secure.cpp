@@ -28,10 +28,6 @@ struct AclDeleter {
 };
 using AclPtr = std::unique_ptr<rd_kafka_AclBinding_t, AclDeleter>;
 
-int to_ms(std::chrono::milliseconds d) {
-  return static_cast<int>(d.count());
-}
-
 rd_kafka_ResourceType_t to_rdk(AclResource r) {
   switch (r) {
     case AclResource::topic: return RD_KAFKA_RESOURCE_TOPIC;
@@ -76,28 +72,6 @@ AclPtr make_binding(const Acl& acl, bool filter) {
     throw Failure("ACL " + to_string(acl) + ": " + err);
   }
   return AclPtr(b);
-}
-
-OptionsPtr admin_options(rd_kafka_t* rk, rd_kafka_admin_op_t op, std::chrono::milliseconds timeout) {
-  OptionsPtr opts(rd_kafka_AdminOptions_new(rk, op));
-  char err[512];
-  if (rd_kafka_AdminOptions_set_request_timeout(opts.get(), to_ms(timeout), err, sizeof err) !=
-      RD_KAFKA_RESP_ERR_NO_ERROR) {
-    throw Failure(std::string("admin request timeout: ") + err);
-  }
-  return opts;
-}
-
-// Waits for the admin result on `q`; throws on a timeout or a request-level error.
-EventPtr admin_result(rd_kafka_queue_t* q, std::chrono::milliseconds timeout, const std::string& what) {
-  EventPtr ev(rd_kafka_queue_poll(q, to_ms(timeout + 5s)));
-  if (!ev) {
-    throw Failure(what + ": no answer from the broker within " + std::to_string(timeout.count()) + " ms");
-  }
-  if (rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    throw Failure(what + ": " + rd_kafka_event_error_string(ev.get()));
-  }
-  return ev;
 }
 
 // How many ACLs the broker's authorizer shows that equal `acl` exactly.
