@@ -122,6 +122,13 @@ struct RunResult {
   StopReason reason = StopReason::requested;
   std::string error;  ///< set for StopReason::fatal
   RunStats stats;
+  /// True when run() could not stop everything within its bounds and left
+  /// it running: a handler call that did not return (its thread and record)
+  /// or librdkafka's handle, whose destroy did not finish in time (a close
+  /// that a broker does not answer). Nothing more is committed by it; a
+  /// process should exit soon (the kc tool then exits at once, without
+  /// running static destructors under librdkafka's threads).
+  bool left_behind = false;
 };
 
 /// A consumer group member that runs `handler` on every record of its
@@ -196,9 +203,14 @@ class Consumer {
   std::unique_ptr<Impl> impl_;
 };
 
-/// Installs SIGINT/SIGTERM handlers: the first signal calls consumer.stop(),
-/// a second one calls stop_now() and _exits with 130 straight away. Only one
-/// consumer at a time; calling it again replaces the target.
+/// Installs SIGINT/SIGTERM handlers: the first signal calls consumer.stop()
+/// (a graceful stop); a second one _exits with 130 straight away, committing
+/// nothing more. A repeat of the first signal within 1 s does not count as a
+/// second one: process managers that signal a process and its process group
+/// (GNU timeout, some init systems) deliver one request twice, microseconds
+/// apart. So: SIGTERM then SIGTERM within a second is one graceful stop;
+/// SIGTERM then SIGINT, or a repeat a second or more later, ends at once.
+/// Only one consumer at a time; calling it again replaces the target.
 void stop_on_signals(Consumer& consumer) noexcept;
 
 }  // namespace kc

@@ -14,6 +14,7 @@
 // (kc/kafka_sink.hpp). An application may implement its own.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -175,6 +176,17 @@ class TransactionalSink {
   /// cannot finish by then fails like a timeout (retriable). Default:
   /// nothing (the sink's own bounds apply).
   virtual void set_deadline(std::chrono::steady_clock::time_point deadline) noexcept { (void)deadline; }
+
+  /// The consumer's stop flag: non-zero once a stop was asked (it may turn
+  /// non-zero on any thread, or in a signal handler, while a call of this
+  /// sink waits on the poll thread). A call that began before the stop and
+  /// waits (for a lock, between retries) looks at it at least every few
+  /// hundred milliseconds and, once it is set, stops waiting as if its own
+  /// timeout had passed, so a stop is not held up by a wait that began
+  /// before it; calls made during the stop keep to set_deadline(). Set by
+  /// the consumer before run() and cleared (nullptr) before run() returns.
+  /// Default: nothing.
+  virtual void set_interrupt(const std::atomic<int>* stop) noexcept { (void)stop; }
 
   /// True when commit() itself commits the offsets to the consumer group
   /// (a Kafka transaction); otherwise the consumer also commits them to the

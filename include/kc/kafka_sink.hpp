@@ -115,6 +115,9 @@ class KafkaTransactionalSink final : public TransactionalSink {
   /// commit_timeout); one that cannot finish in time fails as a timeout
   /// does (the producer is recreated later, fencing its open transaction).
   void set_deadline(std::chrono::steady_clock::time_point deadline) noexcept override;
+  /// Transactional calls block in slices of at most 500 ms and give up (as
+  /// after a timeout: the producer is recreated later) once `*stop` is set.
+  void set_interrupt(const std::atomic<int>* stop) noexcept override;
 
   /// Produces one record in the open transaction. During a handler call the
   /// record is staged and handed to the producer when the handler's record

@@ -153,11 +153,16 @@ class SqliteSink final : public TransactionalSink {
   void forwards_sent(std::span<const std::int64_t> ids) override;
   /// From now on the busy timeout of every call that may wait for the
   /// write lock is min(busy_timeout_ms, time left to `deadline`), ~1 ms
-  /// once the deadline has passed (sqlite3_busy_timeout, set before each
-  /// call), so a call blocked by another connection's lock fails by the
-  /// deadline with the usual retriable busy error. A later call replaces
-  /// the deadline. Local work (writing the buffered rows) is not cut.
+  /// once the deadline has passed (a busy handler of the sink's own waits
+  /// in 5 ms steps), so a call blocked by another connection's lock fails by
+  /// the deadline with the usual retriable busy error. A later call
+  /// replaces the deadline. Local work (writing the buffered rows) is not cut.
   void set_deadline(std::chrono::steady_clock::time_point deadline) noexcept override;
+  /// A lock wait of a call that began before `*stop` turned non-zero gives
+  /// up (the usual retriable busy error) as soon as it does. `stop` must
+  /// outlive the sink's calls (the consumer sets it before run() and clears
+  /// it before run() returns).
+  void set_interrupt(const std::atomic<int>* stop) noexcept override;
 
   /// Appends one row to the table. Between begin() and commit(): copies it
   /// into the transaction's buffer (no database call, unless the buffer

@@ -4,14 +4,21 @@
 // rd_kafka_consumer_poll on that same thread.
 #include "kc/consumer.hpp"
 
+#include <fmt/format.h>
 #include <librdkafka/rdkafka.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <array>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
-#include <csignal>
-#include <unistd.h>
+#include <ctime>
+#include <future>
+#include <memory>
+#include <thread>
 
 #include "kc/error.hpp"
 #include "rdkafka/log.hpp"
@@ -21,6 +28,7 @@
 namespace kc {
 
 using detail::describe;
+using detail::share_of;
 using detail::header_int;
 using detail::header_text;
 
@@ -72,6 +80,17 @@ int stats_trampoline(rd_kafka_t*, char* json, std::size_t len, void* opaque) noe
   return 0;  // librdkafka frees the JSON
 }
 
+// librdkafka logs a broker failure at error level as "FAIL" and reports the
+// same failure to the error callback (rd_kafka_broker_set_error): on_error
+// handles it (as a problem, or one line per error code a minute), so the
+// log line would only say it twice.
+void consumer_log(const rd_kafka_t* rk, int level, const char* fac, const char* buf) noexcept {
+  if (level <= 3 && fac != nullptr && std::strcmp(fac, "FAIL") == 0) {
+    return;
+  }
+  detail::log_to_spdlog(rk, level, fac, buf);
+}
+
 void error_trampoline(rd_kafka_t*, int err, const char* reason, void* opaque) noexcept {
   try {
     static_cast<Consumer::Impl*>(opaque)->on_error(err, reason);
@@ -90,6 +109,15 @@ void Consumer::Impl::build() {
     throw Error(errc::config_invalid_value,
                 "exactly-once needs the one-record-at-a-time handler: parallel.concurrency must be 0 and the "
                 "handler synchronous");
+  }
+  if (eos) {
+    if (const auto it = config.librdkafka.find("isolation.level");
+        it != config.librdkafka.end() && it->second != "read_committed") {
+      throw Error(errc::config_invalid_value,
+                  "librdkafka.isolation.level: '" + it->second +
+                      "' under exactly-once: records of transactions that abort would be processed and committed; "
+                      "use read_committed (kc's default)");
+    }
   }
   if (eos && hooks.stored_offset) {
     throw Error(errc::misuse, "ConsumerHooks: stored_offset and exactly_once exclude each other (the sink stores the offsets)");
@@ -149,7 +177,7 @@ void Consumer::Impl::build() {
   detail::conf_set(conf.get(), "enable.auto.commit", "false");
   detail::conf_set(conf.get(), "enable.auto.offset.store", "false");
   detail::conf_set(conf.get(), "log.queue", "true");
-  rd_kafka_conf_set_log_cb(conf.get(), detail::log_to_spdlog);
+  rd_kafka_conf_set_log_cb(conf.get(), consumer_log);
   rd_kafka_conf_set_rebalance_cb(conf.get(), rebalance_trampoline);
   rd_kafka_conf_set_error_cb(conf.get(), error_trampoline);
   rd_kafka_conf_set_opaque(conf.get(), this);
@@ -160,7 +188,7 @@ void Consumer::Impl::build() {
   rd_kafka_set_log_queue(rk.get(), nullptr);
   rd_kafka_poll_set_consumer(rk.get());
   commit_queue.reset(rd_kafka_queue_new(rk.get()));
-  if (config.dead_letter.enabled || config.retry.use_topics) {
+  if (config.dead_letter.active() || config.retry.use_topics) {
     dlq = std::make_unique<detail::DeadLetterWriter>(bootstrap, config.librdkafka, config.dead_letter, config.group);
   }
   if (config.metrics.port) {
@@ -188,30 +216,114 @@ void Consumer::Impl::publish_gauges(Clock::time_point now) {
   metrics.loop_state(in_flight, static_cast<double>(paused), static_cast<double>(parts.size()));
 }
 
+namespace {
+
+// How long rd_kafka_destroy may take before the handle is left behind.
+constexpr std::chrono::milliseconds kDestroyWait{1500};
+
+// rd_kafka_destroy joins librdkafka's threads, which wait for a close in
+// progress (a commit or a LeaveGroup to a broker that does not answer) and
+// for every message of the handle to be destroyed. Bounded here: past
+// `limit` the destroy goes on in the background and the caller goes on;
+// returns false then.
+bool destroy_within(rd_kafka_t* handle, int flags, std::chrono::milliseconds limit) {
+  auto done = std::make_shared<std::promise<void>>();
+  auto finished = done->get_future();
+  std::thread([handle, flags, done] {
+    rd_kafka_destroy_flags(handle, flags);
+    done->set_value();
+  }).detach();
+  return finished.wait_for(limit) == std::future_status::ready;
+}
+
+}  // namespace
+
 void Consumer::Impl::release_handle(int destroy_flags) {
   // Kept records and the wake-up queue go before the handle they belong to.
   release_parallel(Clock::now());
   commit_queue.reset();
-  rd_kafka_destroy_flags(rk.release(), destroy_flags);
+  rd_kafka_t* handle = rk.release();
   closed = true;
+  if (handle == nullptr) {
+    return;
+  }
+  if (messages_left_behind > 0) {
+    // A handler still runs with its record: librdkafka's destroy would wait
+    // for that record forever. The handle stays with it; the process ends soon.
+    left_behind = true;
+    spdlog::error("kc: {} records are still with handlers that did not return: the librdkafka handle is left "
+                  "behind (not destroyed)",
+                  messages_left_behind);
+    return;
+  }
+  if (!destroy_within(handle, destroy_flags, kDestroyWait)) {
+    left_behind = true;
+    spdlog::error("kc: librdkafka did not finish closing within {} ms; its handle is left behind",
+                  kDestroyWait.count());
+  }
 }
 
 void Consumer::Impl::on_error(int err, const char* reason) {
   const auto code = static_cast<rd_kafka_resp_err_t>(err);
-  if (code == RD_KAFKA_RESP_ERR__FATAL) {
-    char buf[512];
-    const auto orig = rd_kafka_fatal_error(rk.get(), buf, sizeof buf);
-    fatal_error = std::string(rd_kafka_err2name(orig)) + ": " + buf;
-    spdlog::critical("kc: fatal librdkafka error, stopping: {}", fatal_error);
-    stop_requested.store(1);
+  const auto now = Clock::now();
+  switch (code) {
+    case RD_KAFKA_RESP_ERR__FATAL: {
+      char buf[512];
+      const auto orig = rd_kafka_fatal_error(rk.get(), buf, sizeof buf);
+      fatal_error = std::string(rd_kafka_err2name(orig)) + ": " + buf;
+      spdlog::critical("kc: fatal librdkafka error, stopping: {}", fatal_error);
+      stop_requested.store(1);
+      return;
+    }
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+      problems.raise(detail::ProblemKind::authentication, "",
+                     std::string(reason) + " (check sasl.mechanism, sasl.username and sasl.password)", now);
+      return;
+    case RD_KAFKA_RESP_ERR__SSL:
+      problems.raise(detail::ProblemKind::tls, "",
+                     std::string(reason) +
+                         " (check ssl.ca.location, the broker's certificate and host name, and the client certificate)",
+                     now);
+      return;
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+      problems.raise(detail::ProblemKind::authorization, "", std::string(rd_kafka_err2name(code)) + ": " + reason,
+                     now);
+      return;
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+      problems.raise(detail::ProblemKind::brokers_down, "", std::string(reason) + "; still trying", now);
+      return;
+    default:
+      break;
+  }
+  // Anything else (a broker closed a connection, a request timed out): one
+  // line per error code a minute, with how many were not logged.
+  auto& [last, skipped] = error_lines[err];
+  if (last != Clock::time_point{} && now - last < std::chrono::minutes(1)) {
+    ++skipped;
     return;
   }
-  if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-    spdlog::error("kc: all brokers are down ({}): still trying", reason);
-    return;
+  if (skipped > 0) {
+    spdlog::warn("kc: librdkafka: {}: {} ({} more like it in the last minute)", rd_kafka_err2name(code), reason,
+                 skipped);
+  } else {
+    spdlog::warn("kc: librdkafka: {}: {}", rd_kafka_err2name(code), reason);
   }
-  spdlog::warn("kc: librdkafka: {}: {}", rd_kafka_err2name(code), reason);
+  last = now;
+  skipped = 0;
 }
+
+void Consumer::Impl::connected(Clock::time_point now) {
+  (void)now;
+  problems.clear_all(detail::ProblemKind::authentication);
+  problems.clear_all(detail::ProblemKind::tls);
+  problems.clear_all(detail::ProblemKind::brokers_down);
+}
+
+// The longest a revoke waits for the revoked partitions' dead letters.
+constexpr std::chrono::milliseconds kRevokeDeadLetterWait{1000};
 
 void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list) {
   const bool coop = cooperative();
@@ -224,6 +336,23 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
       // An assignment is a commit point: the claims below then never run
       // inside a transaction of records (a cooperative round mid-batch).
       eos_commit();
+    }
+    if (dlq) {
+      std::vector<std::string> topics;
+      for (const auto& tp : tps) {
+        topics.push_back(tp.topic);
+      }
+      try {
+        ensure_targets(topics);
+      } catch (const std::exception& e) {
+        // Refused like at start, but the partitions are taken (and handed
+        // back by the graceful stop) so that the group is left cleanly.
+        if (fatal_error.empty()) {
+          fatal_error = e.what();
+          spdlog::critical("kc: {}; stopping", fatal_error);
+        }
+        stop_requested.store(1);
+      }
     }
     std::vector<PartitionState*> fresh;
     for (int i = 0; i < list->cnt; ++i) {
@@ -253,6 +382,7 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
     }
     if (eos) {
       eos_claim(list, tps);
+      outbox_maybe = dlq != nullptr;  // a previous owner may have left rows in the outbox
     }
     load_done_sets(fresh);
     if (coop) {
@@ -277,6 +407,14 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
     }
     metrics.rebalance("assign");
     metrics.joined(true);  // an empty assignment too: idle by design, still a member
+    // The group works, so do the credentials, the certificates and the
+    // group's ACLs; and an assigned topic exists and may be read.
+    connected(Clock::now());
+    problems.clear(detail::ProblemKind::authorization, "group " + config.group);
+    for (const auto& tp : tps) {
+      problems.clear(detail::ProblemKind::topic_missing, tp.topic);
+      problems.clear(detail::ProblemKind::authorization, tp.topic);
+    }
     if (!tps.empty()) {
       // The idle clock runs while partitions are held: it starts (again) at a
       // non-empty assignment, not at an empty one (cooperative rounds, a
@@ -313,17 +451,26 @@ void Consumer::Impl::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partit
     } else {
       metrics.rebalance("revoke");
       // Handlers run on this thread; what can still be in flight is dead
-      // letters: wait for them (bounded), then commit what is done.
+      // letters: wait for those of the revoked partitions (a second at
+      // most), then commit what is done. During a stop the deadline is the
+      // stop's; past it (hurry) nothing is waited for or committed any more.
       if (parallel) {
         // Nothing more of them starts; their running records get a bounded
         // wait (parallel.revoke_timeout), then what is done is committed.
         revoke_parallel(tps, false);
       }
-      const auto deadline = Clock::now() + config.shutdown_timeout;
-      drain_dead_letters(deadline);
+      const auto now = Clock::now();
+      const auto deadline = stop_deadline ? *stop_deadline : now + config.shutdown_timeout;
+      if (!hurry) {
+        // A dead letter is normally acknowledged within milliseconds; one
+        // that is not within a second is stuck (its topic gone, a broker
+        // down), and the rebalance must not wait for it: the next owner
+        // dead-letters its record again (at least once).
+        drain_dead_letters(std::min(now + kRevokeDeadLetterWait, now + (deadline - now) / 2), &tps);
+      }
       if (eos) {
         eos_revoke(tps, false);
-      } else if (!commit_sync(&tps, deadline)) {
+      } else if (!hurry && !commit_sync(&tps, deadline)) {
         spdlog::warn("kc: commit on revoke of {} did not complete; the next owner re-reads from "
                      "the last committed offset",
                      describe(tps));
@@ -369,6 +516,8 @@ void Consumer::Impl::drop_state(const std::vector<TopicPartition>& tps) {
       if (it->second->waiting) {
         --waiting_partitions;
       }
+      problems.clear(detail::ProblemKind::partition_halted, describe({tp}));
+      std::erase_if(forwards_in_flight, [&](const auto& f) { return f.second == tp; });  // dlq->forget()
       if (it->second->acked >= 0) {
         stats.committed[tp] = Offset{it->second->acked};
       }
@@ -388,13 +537,13 @@ void Consumer::Impl::on_commit_result(rd_kafka_resp_err_t err, const rd_kafka_to
     return;  // nothing to commit: not a failure
   }
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    ++stats.commits_failed;
-  metrics.commit(false);
-    metrics.commit(false);
-    spdlog::warn("kc: commit failed: {} (tracking kept; retried at the next commit)", rd_kafka_err2str(err));
+    commit_failed(std::string("commit failed: ") + rd_kafka_err2str(err) + " (tracking kept; retried at the next commit)");
   } else {
     ++stats.commits_ok;
     metrics.commit(true);
+    commit_failures_in_a_row = 0;
+    problems.clear_all(detail::ProblemKind::commits_failing);
+    connected(Clock::now());
   }
   if (offsets == nullptr) {
     return;
@@ -531,10 +680,7 @@ void Consumer::Impl::commit_async() {
   }
   const auto err = rd_kafka_commit_queue(rk.get(), list.get(), commit_queue.get(), nullptr, nullptr);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    ++stats.commits_failed;
-  metrics.commit(false);
-    metrics.commit(false);
-    spdlog::warn("kc: commit request failed: {} (retried at the next commit)", rd_kafka_err2str(err));
+    commit_failed(std::string("commit request failed: ") + rd_kafka_err2str(err) + " (retried at the next commit)");
     return;
   }
   commit_in_flight = true;
@@ -542,6 +688,13 @@ void Consumer::Impl::commit_async() {
 }
 
 bool Consumer::Impl::commit_sync(const std::vector<TopicPartition>* only, Clock::time_point deadline) {
+  // An asynchronous commit still in flight is answered first: sent after
+  // it, this one lands after it, so a partition's committed offset never
+  // goes back (librdkafka retries a commit that failed retriably).
+  if (commit_in_flight) {
+    serve_commit_results(std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::max<Clock::duration>(share_of(deadline, 1, 2) - Clock::now(), Clock::duration::zero())));
+  }
   auto list = commit_list(only);
   if (list->cnt == 0) {
     return true;
@@ -554,10 +707,7 @@ bool Consumer::Impl::commit_sync(const std::vector<TopicPartition>* only, Clock:
   detail::QueuePtr q(rd_kafka_queue_new(rk.get()));
   const auto err = rd_kafka_commit_queue(rk.get(), list.get(), q.get(), nullptr, nullptr);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    ++stats.commits_failed;
-  metrics.commit(false);
-    metrics.commit(false);
-    spdlog::warn("kc: synchronous commit failed: {}", rd_kafka_err2str(err));
+    commit_failed(std::string("synchronous commit failed: ") + rd_kafka_err2str(err));
     return false;
   }
   while (Clock::now() < deadline) {
@@ -574,10 +724,21 @@ bool Consumer::Impl::commit_sync(const std::vector<TopicPartition>* only, Clock:
     }
     rd_kafka_event_destroy(ev);
   }
+  commit_failed("synchronous commit timed out");
+  return false;
+}
+
+// Counted once per failed commit (RunStats, kc_commit_failures_total); the
+// second failure in a row is a problem (/readyz) until a commit succeeds.
+void Consumer::Impl::commit_failed(const std::string& why) {
   ++stats.commits_failed;
   metrics.commit(false);
-  spdlog::warn("kc: synchronous commit timed out");
-  return false;
+  spdlog::warn("kc: {}", why);
+  if (++commit_failures_in_a_row >= 2) {
+    problems.raise(detail::ProblemKind::commits_failing, "",
+                   fmt::format("{} commits in a row failed, the last: {}", commit_failures_in_a_row, why),
+                   Clock::now());
+  }
 }
 
 // ---------------------------------------------------------------- messages
@@ -600,8 +761,11 @@ Consumer::Impl::PartitionState* Consumer::Impl::state_of(const rd_kafka_message_
 void Consumer::Impl::halt(PartitionState& st, std::int64_t offset, const std::string& why) {
   st.halted = true;
   ++stats.failed;
-  spdlog::error("kc: {}[{}] offset {}: {}; partition stopped, nothing at or after this offset is committed",
-                st.tp.topic, to_int(st.tp.partition), offset, why);
+  problems.raise(detail::ProblemKind::partition_halted, describe({st.tp}),
+                 fmt::format("offset {}: {}; the partition is stopped, nothing at or after this offset is "
+                             "committed (configure a dead-letter topic to go on)",
+                             offset, why),
+                 Clock::now());
   set_paused(st.tp, true);
 }
 
@@ -618,14 +782,32 @@ void Consumer::Impl::on_message_error(const rd_kafka_message_t* m) {
       return;
     case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-      if (reported_topics.insert(topic).second) {
-        spdlog::error("kc: topic '{}' does not exist (or is not visible to this client): {}", topic,
-                      rd_kafka_message_errstr(m));
-      }
+      // Shown until the topic is assigned (it may be created later).
+      problems.raise(detail::ProblemKind::topic_missing, topic,
+                     "the subscribed topic does not exist (or is not visible to this client): " +
+                         std::string(rd_kafka_message_errstr(m)),
+                     Clock::now());
       return;
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+      // A configuration error: run() ends after health.fatal_after_ms
+      // unless the ACLs change and the topic gets assigned meanwhile.
+      problems.raise(detail::ProblemKind::authorization, topic,
+                     "not authorized to read the subscribed topic (grant READ and DESCRIBE on it to this "
+                     "principal): " +
+                         std::string(rd_kafka_message_errstr(m)),
+                     Clock::now());
+      return;
     case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
-      spdlog::error("kc: not authorized: {}", rd_kafka_message_errstr(m));
+      problems.raise(detail::ProblemKind::authorization, "group " + config.group,
+                     "not authorized to use the consumer group (grant READ on it to this principal): " +
+                         std::string(rd_kafka_message_errstr(m)),
+                     Clock::now());
+      return;
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR__SSL:
+    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+      on_error(m->err, rd_kafka_message_errstr(m));
       return;
     default:
       spdlog::warn("kc: consumer error on {}[{}]: {}", topic, m->partition, rd_kafka_message_errstr(m));
@@ -634,7 +816,10 @@ void Consumer::Impl::on_message_error(const rd_kafka_message_t* m) {
 
 void Consumer::Impl::on_message(rd_kafka_message_t* m) {
   PartitionState* st = state_of(m);
-  if (st == nullptr || st->halted || st->waiting) {
+  if (st != nullptr && st->first_offset < 0) {
+    st->first_offset = m->offset;
+  }
+  if (st == nullptr || st->halted || st->waiting || st->dlq_hold >= 0) {
     // Fetched before a revoke, a halt or a retry's seek back: it is read
     // again (by the owner, or after the retry).
     return;
@@ -670,6 +855,17 @@ void Consumer::Impl::on_message(rd_kafka_message_t* m) {
   }
   record_clock = Clock::now();
   metrics.observe(*st->metrics, began, record_clock, rd_kafka_message_timestamp(m, nullptr));
+  if (record_clock - began > max_poll_interval / 2 && !warned_slow_handler) {
+    // Batches are cut by time, but a single call this long comes close to
+    // max.poll.interval.ms by itself; past it the group evicts this member.
+    warned_slow_handler = true;
+    spdlog::warn("kc: {}[{}] offset {}: the handler took {} ms, more than half of max.poll.interval.ms ({} ms); "
+                 "a longer call costs this member its partitions: raise max.poll.interval.ms or use parallel "
+                 "processing (parallel.concurrency, an asynchronous handler)",
+                 st->tp.topic, to_int(st->tp.partition), m->offset,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(record_clock - began).count(),
+                 max_poll_interval.count());
+  }
   if (eos && !eos_record_end(!error && outcome == Outcome::done)) {
     return;  // the transaction failed: everything since the last commit is redone
   }
@@ -698,6 +894,49 @@ void Consumer::Impl::on_message(rd_kafka_message_t* m) {
     f.message = outcome == Outcome::retry ? "handler returned retry" : "handler returned dead";
   }
   fail(*st, m, attempt, f);
+}
+
+void Consumer::Impl::give_back(rd_kafka_message_t** msgs, std::size_t n) {
+  // librdkafka counted the whole batch as consumed (its application
+  // position is past it), so each partition is sought back to its first
+  // record given back, unless a retry, a halt or a rewind positions it
+  // already (they seek or pause it themselves).
+  std::vector<const PartitionState*> sought;
+  for (std::size_t i = 0; i < n; ++i) {
+    rd_kafka_message_t* m = msgs[i];
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      on_message_error(m);
+    } else if (PartitionState* st = state_of(m); st != nullptr && !st->halted && !st->waiting &&
+                                                 st->eos == PartitionState::Eos::live &&
+                                                 std::find(sought.begin(), sought.end(), st) == sought.end()) {
+      seek(st->tp, m->offset);
+      sought.push_back(st);
+    }
+    rd_kafka_message_destroy(m);
+  }
+}
+
+void Consumer::Impl::resume_fetching(PartitionState& st) {
+  set_paused(st.tp, false);
+  // librdkafka does not wake its fetcher on resume (it notices at its next
+  // idle timeout, ~1 s); a seek to where the partition stands does: the
+  // record a retry waits for, else the position after the last record handed out.
+  std::int64_t at = st.retry_offset;
+  if (at < 0) {
+    detail::PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(list.get(), st.tp.topic.c_str(), to_int(st.tp.partition));
+    if (rd_kafka_position(rk.get(), list.get()) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      at = list->elems[0].offset;
+    }
+  }
+  if (at >= 0) {
+    seek(st.tp, at);
+  }
+  last_activity = Clock::now();  // records are on their way again: not idle yet
+}
+
+bool Consumer::Impl::held(const PartitionState& st) const noexcept {
+  return st.halted || st.waiting || st.dlq_paused || st.dlq_hold >= 0 || st.eos != PartitionState::Eos::live;
 }
 
 void Consumer::Impl::set_paused(const TopicPartition& tp, bool paused) {
@@ -734,7 +973,28 @@ void Consumer::Impl::seek(const TopicPartition& tp, std::int64_t offset) {
   }
 }
 
+bool Consumer::Impl::seek_now(const TopicPartition& tp, std::int64_t offset) {
+  detail::PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), to_int(tp.partition))->offset = offset;
+  // Synchronous: librdkafka refuses a seek (__STATE) until the partition's
+  // fetcher has started, which an assignment does only once the group's
+  // committed offsets are read; with timeout 0 that refusal is silent and
+  // the partition would go on from the group's offset instead.
+  detail::ErrorPtr e(rd_kafka_seek_partitions(rk.get(), list.get(), 2000));
+  const auto err = e ? rd_kafka_error_code(e.get()) : list->elems[0].err;
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return true;
+  }
+  spdlog::debug("kc: seek of {}[{}] to {} not possible yet: {}", tp.topic, to_int(tp.partition), offset,
+                rd_kafka_err2str(err));
+  return false;
+}
+
 void Consumer::Impl::fail(PartitionState& st, const rd_kafka_message_t* m, int attempt, const detail::Failure& f) {
+  if (eos && dlq && (!f.retriable || attempt >= config.retry.max_attempts || config.retry.use_topics)) {
+    eos_fail(st, m, attempt, f);
+    return;
+  }
   if (f.retriable && attempt < config.retry.max_attempts && config.retry.use_topics) {
     // Non-blocking: forward to the retry topic of this level; the record is
     // done once that copy is acknowledged, and the partition goes on.
@@ -793,7 +1053,11 @@ void Consumer::Impl::resume_due_retries(Clock::time_point now) {
     if (st->waiting && st->retry_due <= now) {
       st->waiting = false;
       --waiting_partitions;
-      set_paused(tp, false);
+      // Resumed only when nothing else holds it: a partition paused for too
+      // many unacknowledged dead letters stays paused until they drain.
+      if (!held(*st)) {
+        set_paused(tp, false);
+      }
       // librdkafka does not wake its fetcher on resume (it would notice only
       // at its next idle timeout, ~1 s); a seek does. Same offset as before.
       seek(tp, st->retry_offset);
@@ -836,15 +1100,78 @@ void Consumer::Impl::serve_dead_letters(std::chrono::milliseconds wait) {
   dlq_acks.clear();
   dlq->poll(dlq_acks, wait);
   apply_dead_letter_acks();
+  if (dlq->changes() != dlq_changes_seen) {
+    dlq_changes_seen = dlq->changes();
+    const auto missing = dlq->missing_topics();
+    problems.clear_all(detail::ProblemKind::dead_letter_topic_missing);
+    for (const auto& t : missing) {
+      problems.raise(detail::ProblemKind::dead_letter_topic_missing, t,
+                     "the topic does not exist (deleted?): dead letters for it wait, and the commit point of "
+                     "their partitions stays before them",
+                     Clock::now());
+    }
+  }
+}
+
+// Before the first record of a topic can fail, its dead-letter and retry
+// topics must exist: a missing one would hold every commit point behind its
+// first dead letter. Literal topics are checked by run() before it
+// subscribes (an error stops it there); a regex's topics, and topics that
+// did not exist yet, when they are first assigned.
+void Consumer::Impl::ensure_targets(const std::vector<std::string>& sources) {
+  std::vector<detail::TargetTopic> targets;
+  std::vector<std::string> asked;
+  for (const auto& t : sources) {
+    if (t.starts_with('^') || retry_topics.contains(t) || checked_sources.contains(t) ||
+        std::find(asked.begin(), asked.end(), t) != asked.end()) {
+      continue;
+    }
+    asked.push_back(t);
+    if (config.dead_letter.active()) {
+      targets.push_back({config.dead_letter.topic_for(t), t, "dead-letter"});
+    }
+    for (int n = 1; config.retry.use_topics && n < config.retry.max_attempts; ++n) {
+      targets.push_back({config.retry.retry_topic_for(t, n), t, "retry"});
+    }
+  }
+  if (targets.empty()) {
+    return;
+  }
+  std::vector<std::string> deferred;
+  const auto found = detail::ensure_topics(bootstrap, config.librdkafka, targets, config.auto_create_topics,
+                                           std::chrono::seconds(30), deferred);
+  for (const auto& [name, n] : found) {
+    dlq->known_partitions(name, n);
+  }
+  for (const auto& t : asked) {
+    if (std::find(deferred.begin(), deferred.end(), t) == deferred.end()) {
+      checked_sources.insert(t);
+    }
+  }
 }
 
 void Consumer::Impl::apply_dead_letter_acks() {
   for (const auto& ack : dlq_acks) {
+    if (ack.forward_id >= 0) {
+      forwards_acked.push_back(ack.forward_id);  // an outbox row sent (eos_relay())
+      forwards_in_flight.erase(ack.forward_id);
+      continue;
+    }
     auto it = parts.find(ack.source);
     if (it == parts.end()) {
       continue;  // revoked meanwhile
     }
     auto& st = *it->second;
+    if (st.dlq_hold == ack.offset) {
+      // Exactly-once with a sink that cannot forward: the partition waited
+      // for this acknowledgement; it goes on after the record.
+      st.dlq_hold = -1;
+      seek(st.tp, ack.offset + 1);
+      if (!held(st)) {
+        set_paused(st.tp, false);
+        last_activity = Clock::now();
+      }
+    }
     if (st.offsets.done(ack.offset)) {
       stats.dead_lettered += ack.retry ? 0 : 1;
       st.metrics->dead_lettered += ack.retry ? 0 : 1;
@@ -855,42 +1182,62 @@ void Consumer::Impl::apply_dead_letter_acks() {
       st.dlq_paused = false;
       if (parallel) {
         update_pause(st);
-      } else {
-        set_paused(st.tp, false);
+      } else if (!held(st)) {
+        resume_fetching(st);
       }
     }
   }
 }
 
-void Consumer::Impl::drain_dead_letters(Clock::time_point deadline) {
+void Consumer::Impl::drain_dead_letters(Clock::time_point deadline, const std::vector<TopicPartition>* only) {
   if (!dlq || dlq->in_flight() == 0) {
     return;
   }
   dlq_acks.clear();
-  if (!dlq->drain(dlq_acks, deadline)) {
-    spdlog::warn("kc: {} dead letters still unacknowledged at the deadline: their records stay uncommitted",
-                 dlq->in_flight());
+  if (!dlq->drain(dlq_acks, deadline, only)) {
+    spdlog::warn("kc: {} dead letters still unacknowledged: their records stay uncommitted", dlq->in_flight());
   }
   apply_dead_letter_acks();
 }
 
+Clock::time_point detail::share_of(Clock::time_point deadline, int num, int den) {
+  const auto now = Clock::now();
+  return deadline <= now ? now : now + (deadline - now) * num / den;
+}
+
 // ---------------------------------------------------------------- close
+
+// A graceful close may take until `deadline`; past it, close() waits no
+// more: a revoke that arrives is served at once without a commit or a wait
+// (librdkafka's close cannot finish while a revoke is not served, and a
+// handle destroyed then never finishes either, confluentinc/librdkafka: the
+// group handler waits for the application's unassign), and after
+// kCloseSlack more the handle goes without the close.
+constexpr std::chrono::milliseconds kCloseSlack{1000};
 
 void Consumer::Impl::close(Clock::time_point deadline) {
   if (closed || !rk) {
     return;
   }
   closed = true;
+  stop_deadline = deadline;
   detail::QueuePtr q(rd_kafka_queue_new(rk.get()));
   detail::ErrorPtr e(rd_kafka_consumer_close_queue(rk.get(), q.get()));
   if (e) {
     spdlog::warn("kc: close: {}", rd_kafka_error_string(e.get()));
   }
-  // Serve the revoke (which commits) and other events until closed or the deadline.
+  // Serve the revoke (which commits) and other events until closed.
   while (!rd_kafka_consumer_closed(rk.get())) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    const auto now = Clock::now();
+    if (now >= deadline && !hurry) {
+      hurry = true;
+      spdlog::warn("kc: the shutdown timeout has passed: leaving the group without waiting for anything more");
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline + kCloseSlack - now).count();
     if (left <= 0) {
-      spdlog::warn("kc: close did not finish within the shutdown timeout; leaving without it");
+      spdlog::warn("kc: close did not finish within the shutdown timeout (+{} ms); leaving without it",
+                   kCloseSlack.count());
+      q.reset();  // a queue goes before its handle
       release_handle(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
       return;
     }
@@ -924,7 +1271,8 @@ void Consumer::Impl::close(Clock::time_point deadline) {
 namespace {
 // The consumer that SIGINT/SIGTERM stop (see stop_on_signals).
 std::atomic<Consumer*> g_signal_target{nullptr};
-std::atomic<int> g_signal_count{0};
+std::atomic<int> g_first_signal{0};  // the first stop signal's number (0: none yet)
+std::atomic<std::int64_t> g_first_signal_at{0};  // and when it came (CLOCK_MONOTONIC, ns)
 }  // namespace
 
 Consumer::Consumer(ConsumerConfig config, Handler handler, ConsumerHooks hooks)
@@ -985,6 +1333,9 @@ RunResult Consumer::run() {
       }
       names.insert(names.end(), s.retry_topics.begin(), s.retry_topics.end());
     }
+    if (s.dlq) {
+      s.ensure_targets(s.config.topics);  // throws kc::Error naming a topic that is missing for good
+    }
     detail::PartitionListPtr topics(rd_kafka_topic_partition_list_new(static_cast<int>(names.size())));
     for (const auto& t : names) {
       rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
@@ -995,6 +1346,10 @@ RunResult Consumer::run() {
   }
 
   RunResult result;
+  if (s.eos) {
+    // A sink call that waits when a stop comes gives up then (cleared below).
+    s.eos->set_interrupt(&s.stop_requested);
+  }
   // Records are taken in batches of what is already fetched (no wait), which
   // halves the per-record queue locking of one rd_kafka_consumer_poll per
   // record; when nothing is queued, rd_kafka_consumer_poll blocks for the
@@ -1004,6 +1359,14 @@ RunResult Consumer::run() {
   s.start_parallel();
   constexpr std::size_t kBatch = 512;
   std::array<rd_kafka_message_t*, kBatch> batch{};
+  // One record at a time: a batch's handlers all run between two polls, and
+  // librdkafka evicts a member that has not polled for max.poll.interval.ms
+  // (its partitions are lost and the batch is redone by the next owner, over
+  // and over with a slow handler). So a batch is cut by time: past
+  // `batch_budget` the records not handled yet are given back (give_back())
+  // and the next batch asks for about as many records as fitted.
+  const auto batch_budget = std::min<Clock::duration>(std::chrono::seconds(1), s.max_poll_interval / 4);
+  std::size_t batch_limit = kBatch;
   auto limit_reached = [&] {
     if (s.parallel) {
       // Nothing more starts past the limit (dispatch()); done when the rest finished.
@@ -1014,7 +1377,7 @@ RunResult Consumer::run() {
   s.metrics.running(true);
   while (s.stop_requested.load(std::memory_order_relaxed) == 0) {
     s.metrics.polled();
-    auto n = rd_kafka_consume_batch_queue(queue.get(), 0, batch.data(), kBatch);
+    auto n = rd_kafka_consume_batch_queue(queue.get(), 0, batch.data(), batch_limit);
     if (n <= 0) {
       batch[0] = rd_kafka_consumer_poll(rk, s.poll_timeout_ms());
       n = batch[0] != nullptr ? 1 : 0;
@@ -1022,7 +1385,14 @@ RunResult Consumer::run() {
     const auto now = Clock::now();
     s.metrics.clock(now);
     s.record_clock = now;
-    for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) {
+    if (n > 0 && !s.problems.empty()) {
+      s.connected(now);  // a record (or a broker's error about one) came: the connection works
+    }
+    std::size_t i = 0;
+    for (; i < static_cast<std::size_t>(n); ++i) {
+      if (!s.parallel && i > 0 && s.record_clock - now > batch_budget) {
+        break;  // out of time: the rest is given back below
+      }
       rd_kafka_message_t* m = batch[i];
       // Past a stop or the max-messages limit, records are left unprocessed
       // (and uncommitted): the next owner reads them.
@@ -1040,6 +1410,13 @@ RunResult Consumer::run() {
       }
       rd_kafka_message_destroy(m);
     }
+    if (i < static_cast<std::size_t>(n)) {
+      s.give_back(batch.data() + i, static_cast<std::size_t>(n) - i);
+      batch_limit = std::max<std::size_t>(i, 1);
+    } else if (batch_limit < kBatch && static_cast<std::size_t>(n) == batch_limit &&
+               s.record_clock - now < batch_budget / 2) {
+      batch_limit = std::min(kBatch, 2 * batch_limit);  // the handler is faster again
+    }
     if (s.parallel) {
       s.drain_completions();
       s.dispatch(Clock::now());
@@ -1051,8 +1428,21 @@ RunResult Consumer::run() {
       s.eos_recover(now);
     }
     s.maybe_commit(now);
+    if (s.eos && s.dlq) {
+      s.eos_relay(now);
+    }
     if (now - s.gauges_at >= std::chrono::milliseconds(250)) {
       s.publish_gauges(now);
+    }
+    if (!s.problems.empty()) {
+      s.problems.remind(now);
+      if (auto why = s.problems.overdue(now, s.config.fatal_after)) {
+        // Credentials, certificates or ACLs that stay wrong do not heal by
+        // themselves: end with the cause named instead of retrying forever.
+        s.fatal_error = *why;
+        spdlog::critical("kc: {}; stopping", s.fatal_error);
+        break;
+      }
     }
     if (limit_reached()) {
       result.reason = StopReason::max_messages;
@@ -1061,7 +1451,8 @@ RunResult Consumer::run() {
     // Idle means nothing left to do: partitions are held, no record arrived
     // for idle_exit, and no retry or dead letter is still pending.
     const bool pending = s.parts.empty() || s.waiting_partitions > 0 || (s.dlq && s.dlq->in_flight() > 0) ||
-                         (s.parallel && s.parallel_pending()) || s.eos_stalled;
+                         (s.parallel && s.parallel_pending()) || s.eos_stalled ||
+                         (s.eos && s.dlq && (s.outbox_maybe || !s.forwards_acked.empty()));
     if (s.config.idle_exit.count() > 0 && s.first_assigned && !pending && now - s.last_activity >= s.config.idle_exit) {
       result.reason = StopReason::idle;
       break;
@@ -1090,12 +1481,21 @@ RunResult Consumer::run() {
       s.eos->abort();
       s.txn_open = false;
     }
-    s.close(end + std::chrono::milliseconds(1000));
+    s.stop_deadline = end + std::chrono::milliseconds(1000);
+    s.hurry = true;
+    if (s.eos) {
+      s.eos->set_deadline(*s.stop_deadline);
+    }
+    s.close(*s.stop_deadline);
   } else {
-    // Graceful: nothing more starts; records in flight get until the
-    // deadline to finish. Commit what is done, then close (the revoke
-    // commits again only if needed).
+    // Graceful, within shutdown.timeout_ms (`deadline`): records in flight,
+    // then dead letters, then the commit, then leaving the group. Each step
+    // gets a share of the time left, so one that cannot finish (a
+    // dead-letter topic that is gone, a coordinator that does not answer)
+    // never takes the commit's or the close's time; a revoke inside close()
+    // keeps to the same deadline, and past it close() waits no more.
     const auto deadline = end + s.config.shutdown_timeout;
+    s.stop_deadline = deadline;
     if (s.parallel) {
       // Records in flight get at most half the shutdown timeout (and no more
       // than a revoke would give them): the commit and the group leave need
@@ -1109,19 +1509,28 @@ RunResult Consumer::run() {
       }
       s.wait_in_flight(all, *s.shutdown_deadline);
     }
-    s.drain_dead_letters(deadline);
+    s.drain_dead_letters(share_of(deadline, 1, 2));
     if (s.eos) {
+      // The sink's own bounds (a busy timeout, commit_timeout) may be longer
+      // than what is left: its calls end by then, the close gets the rest.
+      s.eos->set_deadline(share_of(deadline, 2, 3));
       if (s.eos_commit()) {
-        auto lag_deadline = Clock::now() + (deadline - Clock::now()) / 2;
+        auto lag_deadline = share_of(deadline, 1, 2);
         s.eos_group_commit(&lag_deadline);
+        s.eos_flush_outbox(share_of(deadline, 1, 2));
       }
     } else {
-      s.commit_sync(nullptr, deadline);
+      s.commit_sync(nullptr, share_of(deadline, 2, 3));
     }
     s.close(deadline);
   }
   if (s.rk) {
-    s.release_parallel(Clock::now() + std::chrono::milliseconds(1000));
+    // Closed (or never closed: a handle left over by an error path).
+    s.release_handle(s.closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  }
+  result.left_behind = s.left_behind;
+  if (s.eos) {
+    s.eos->set_interrupt(nullptr);
   }
   for (auto& [tp, st] : s.parts) {
     if (st->acked >= 0) {
@@ -1143,13 +1552,33 @@ RunResult Consumer::run() {
 
 namespace {
 
-extern "C" void on_stop_signal(int) {
-  if (g_signal_count.fetch_add(1) >= 1) {
-    _exit(130);  // second signal: out at once, nothing more is committed
+// A repeat of the first signal within this long is the same request
+// delivered twice, not a second one: a process manager that signals both a
+// process and its process group (GNU timeout does) sends two SIGTERMs
+// microseconds apart, and taking the second as "exit at once" lost the
+// final commit.
+constexpr std::int64_t kRepeatWindowNs = 1'000'000'000;
+
+std::int64_t monotonic_ns() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // async-signal-safe
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+extern "C" void on_stop_signal(int sig) {
+  const auto now = monotonic_ns();
+  int none = 0;
+  if (g_first_signal.compare_exchange_strong(none, sig)) {
+    g_first_signal_at.store(now);
+    if (auto* c = g_signal_target.load()) {
+      c->stop();
+    }
+    return;
   }
-  if (auto* c = g_signal_target.load()) {
-    c->stop();
+  if (sig == g_first_signal.load() && now - g_first_signal_at.load() < kRepeatWindowNs) {
+    return;
   }
+  _exit(130);  // a second signal: out at once, nothing more is committed
 }
 }  // namespace
 

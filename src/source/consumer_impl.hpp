@@ -9,6 +9,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -28,12 +29,16 @@
 #include "rdkafka/handles.hpp"
 #include "retry/backoff.hpp"
 #include "source/consumer_metrics.hpp"
+#include "source/problems.hpp"
 
 namespace kc {
 
 namespace detail {
 
 using Clock = std::chrono::steady_clock;
+
+/// `num`/`den` of the time from now to `deadline` (now when it has passed).
+Clock::time_point share_of(Clock::time_point deadline, int num, int den);
 
 inline std::string describe(const std::vector<TopicPartition>& tps) {
   std::string out;
@@ -76,6 +81,10 @@ struct Consumer::Impl {
     detail::TopicMetrics* metrics = nullptr;  // its topic's series
     detail::PartitionOffsets offsets;
     std::int64_t acked = -1;  // last commit point the broker acknowledged
+    // The offset of the first record librdkafka delivered for it in this
+    // assignment (-1: none yet): where an exactly-once rewind goes back to
+    // when neither the sink nor the group stores an offset for it.
+    std::int64_t first_offset = -1;
     bool halted = false;      // a handler failed here: paused, nothing past it is done
     // Retry: the record at retry_offset failed and is fetched again (seek
     // back) once the partition resumes at retry_due; retry_attempt is its
@@ -85,6 +94,13 @@ struct Consumer::Impl {
     int retry_attempt = 1;
     Clock::time_point retry_due;
     bool dlq_paused = false;  // too many dead letters unacknowledged: paused until they drain
+    // Exactly-once with a sink that cannot forward(): the offset whose dead
+    // letter must be acknowledged before anything past it is processed
+    // (paused; -1: none).
+    std::int64_t dlq_hold = -1;
+    // Exactly-once: a record of it was handled in the open transaction (its
+    // offset goes to the sink's commit, fencing a zombie's output for it).
+    bool in_txn = false;
     bool retry_topic = false;  // one of the non-blocking retry topics
 
     // Parallel processing only.
@@ -138,6 +154,7 @@ struct Consumer::Impl {
   // the endpoint (`server`, started by build() when metrics.port is set)
   // reads them from its own threads and is destroyed before them.
   detail::ConsumerMetrics metrics;
+  detail::Problems problems{metrics};  // what keeps it from working: /readyz, kc_problem, the log
   std::unique_ptr<kc::metrics::Server> server;
   Clock::time_point gauges_at;  // when loop_state() last ran
   Clock::time_point record_clock;  // end of the last handler call (on_message)
@@ -180,6 +197,15 @@ struct Consumer::Impl {
   // Set when a graceful shutdown begins: records in flight are waited for
   // until then, by the shutdown and by the revoke in close().
   std::optional<Clock::time_point> shutdown_deadline;
+  // The stop's overall deadline (shutdown.timeout_ms from its start): a
+  // revoke during the stop keeps to it. `hurry`: it has passed (or the stop
+  // is for a fatal error): revokes are served without waits or commits.
+  std::optional<Clock::time_point> stop_deadline;
+  bool hurry = false;
+  // Records still with handlers at the end (parallel.cpp's release): the
+  // handle cannot be destroyed. `left_behind`: it was not (RunResult).
+  std::size_t messages_left_behind = 0;
+  bool left_behind = false;
 
   std::unordered_map<TopicPartition, std::unique_ptr<PartitionState>> parts;
   // One-entry cache: records arrive in runs from one partition.
@@ -189,7 +215,6 @@ struct Consumer::Impl {
 
   std::atomic<int> stop_requested{0};  // 1: graceful, 2: at once
   std::string fatal_error;
-  std::set<std::string> reported_topics;
 
   std::size_t done_since_commit = 0;
   Clock::time_point last_commit = Clock::now();
@@ -202,24 +227,48 @@ struct Consumer::Impl {
   detail::Backoff backoff;
   std::size_t waiting_partitions = 0;
   std::set<std::string> retry_topics;  // subscribed non-blocking retry topics
+  // Source topics whose dead-letter and retry topics were checked (created
+  // when missing) by ensure_targets(); the writer's missing topics as last seen.
+  std::set<std::string> checked_sources;
+  std::uint64_t dlq_changes_seen = 0;
+  void ensure_targets(const std::vector<std::string>& sources);
   std::vector<detail::DeadLetterAck> dlq_acks;  // scratch, reused
 
   void build();
   void on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts);
   void on_commit_result(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets);
   void on_error(int err, const char* reason);
+  // Connection-level errors that are not problems of their own (a broker
+  // dropped the connection, ...): one line per error code per minute.
+  std::map<int, std::pair<Clock::time_point, std::uint64_t>> error_lines;
+  // The consumer works (a record came, a rebalance or a commit answered):
+  // problems of the connection are over.
+  void connected(Clock::time_point now);
+  std::uint32_t commit_failures_in_a_row = 0;
+  void commit_failed(const std::string& why);
   void on_message(rd_kafka_message_t* m);
   void on_message_error(const rd_kafka_message_t* m);
+  void give_back(rd_kafka_message_t** msgs, std::size_t n);
+  bool warned_slow_handler = false;  // one warning per run
   PartitionState* state_of(const rd_kafka_message_t* m);
   void halt(PartitionState& st, std::int64_t offset, const std::string& why);
   void fail(PartitionState& st, const rd_kafka_message_t* m, int attempt, const detail::Failure& f);
   void wait_for(PartitionState& st, std::int64_t offset, int attempt, Clock::time_point due);
   void set_paused(const TopicPartition& tp, bool paused);
+  // One-record-at-a-time: whether something keeps the partition paused (a
+  // halt, a retry wait, too many dead letters unacknowledged, exactly-once
+  // not live).
+  bool held(const PartitionState& st) const noexcept;
+  // Resumes a partition kc paused (one record at a time) and wakes its fetcher.
+  void resume_fetching(PartitionState& st);
   void seek(const TopicPartition& tp, std::int64_t offset);
+  // A synchronous seek (bounded): false when librdkafka refuses it now
+  // (the fetcher has not started: the assignment is still reading offsets).
+  bool seek_now(const TopicPartition& tp, std::int64_t offset);
   void resume_due_retries(Clock::time_point now);
   int poll_timeout_ms() const;
   void serve_dead_letters(std::chrono::milliseconds wait);
-  void drain_dead_letters(Clock::time_point deadline);
+  void drain_dead_letters(Clock::time_point deadline, const std::vector<TopicPartition>* only = nullptr);
   void apply_dead_letter_acks();
   void drop_state(const std::vector<TopicPartition>& tps);
 
@@ -260,17 +309,28 @@ struct Consumer::Impl {
   bool eos_stalled = false;  // some partition is not live: eos_recover() runs
   Clock::time_point eos_retry_at;
   std::chrono::milliseconds eos_backoff{0};
-  Clock::time_point eos_last_warning;
   void eos_claim(rd_kafka_topic_partition_list_t* list, const std::vector<TopicPartition>& tps);
   bool eos_record_begin(PartitionState& st);
   bool eos_record_end(bool keep);
   bool eos_commit();
+  void eos_fail(PartitionState& st, const rd_kafka_message_t* m, int attempt, const detail::Failure& f);
+  // Dead letters forwarded into the open transaction, by their topic's
+  // series: counted as dead-lettered once it commits.
+  std::vector<detail::TopicMetrics*> forwarded_dead_metrics;
+  // Outbox relay (database sinks): rows handed to the writer and not yet
+  // acknowledged, acknowledged ones not yet removed, the next look.
+  std::unordered_map<std::int64_t, TopicPartition> forwards_in_flight;
+  std::vector<std::int64_t> forwards_acked;
+  Clock::time_point relay_at;
+  bool outbox_maybe = false;  // the outbox may hold rows of ours (not idle yet)
+  void eos_relay(Clock::time_point now, bool now_please = false);
+  void eos_flush_outbox(Clock::time_point until);
   void eos_failed(const std::exception& e, const char* during);
   void eos_rewind_all();
   void eos_recover(Clock::time_point now);
   void eos_revoke(const std::vector<TopicPartition>& tps, bool lost);
   void eos_group_commit(Clock::time_point* sync_deadline);
-  std::int64_t group_position(const TopicPartition& tp);
+  std::int64_t rewind_position(const PartitionState& st);
 
   bool cooperative() const { return std::strcmp(rd_kafka_rebalance_protocol(rk.get()), "COOPERATIVE") == 0; }
 };

@@ -44,6 +44,10 @@ ConsumerMetrics::ConsumerMetrics() : registry_(std::make_unique<metrics::Registr
       &r.gauge("kc_partition_committed_offset", "Last committed offset (the next to read) acknowledged per partition.",
                {"topic", "partition"});
   poll_age_ = &r.gauge("kc_poll_age_seconds", "Seconds since the poll loop last ran.").with();
+  problem_ = &r.gauge("kc_problem",
+                      "1 while a problem lasts (kind: authentication, tls, authorization, brokers_down, "
+                      "topic_missing, dead_letter_topic_missing, partition_halted, sink_stalled, commits_failing).",
+                      {"kind", "subject"});
   rdkafka_ = std::make_unique<RdkafkaStats>(r);
   r.on_collect([this] {
     const auto last = last_poll_ns_.load(std::memory_order_relaxed);
@@ -137,6 +141,26 @@ void ConsumerMetrics::failed(const std::string& why) {
   fatal_ = why;
 }
 
+void ConsumerMetrics::problems(std::vector<Problem> now) {
+  std::vector<Problem> before;
+  {
+    std::lock_guard lock(failed_mu_);
+    before.swap(problems_);
+    problems_ = now;
+  }
+  for (const auto& p : before) {
+    const bool still = std::any_of(now.begin(), now.end(), [&](const Problem& q) {
+      return q.kind == p.kind && q.subject == p.subject;
+    });
+    if (!still) {
+      problem_->remove({p.kind, p.subject});
+    }
+  }
+  for (const auto& p : now) {
+    problem_->with({p.kind, p.subject}).set(1);
+  }
+}
+
 std::optional<metrics::Health> ConsumerMetrics::fatal_health() const {
   std::lock_guard lock(failed_mu_);
   if (fatal_.empty()) {
@@ -177,6 +201,23 @@ metrics::Health ConsumerMetrics::readiness() const {
   }
   if (state == 2 || stopping_.load(std::memory_order_relaxed)) {
     return {false, "stopping\n"};
+  }
+  {
+    std::lock_guard lock(failed_mu_);
+    if (!problems_.empty()) {
+      std::string body;
+      for (const auto& p : problems_) {
+        body += p.kind;
+        if (!p.subject.empty()) {
+          body += ' ';
+          body += p.subject;
+        }
+        body += ": ";
+        body += p.text;
+        body += '\n';
+      }
+      return {false, body};
+    }
   }
   if (!joined_.load(std::memory_order_relaxed)) {
     return {false, "not in the group yet (waiting for the first assignment)\n"};

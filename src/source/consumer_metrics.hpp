@@ -111,6 +111,16 @@ class ConsumerMetrics {
   void stopping() noexcept { stopping_.store(true, std::memory_order_relaxed); }
   /// The reason the consumer stopped for good (a fatal error); thread-safe.
   void failed(const std::string& why);
+  /// A problem the poll loop sees now (source/problems.hpp).
+  struct Problem {
+    std::string kind;
+    std::string subject;
+    std::string text;
+  };
+  /// Poll thread: the problems now (replaces the previous list): /readyz
+  /// answers 503 with one line each, and kc_problem{kind,subject} is 1 for
+  /// each (series of problems that ended are removed).
+  void problems(std::vector<Problem> now);
   metrics::Health liveness(std::chrono::milliseconds max_gap, std::chrono::milliseconds max_poll_interval) const;
   metrics::Health readiness() const;
 
@@ -146,6 +156,8 @@ class ConsumerMetrics {
   std::atomic<bool> stopping_{false};
   mutable std::mutex failed_mu_;
   std::string fatal_;
+  std::vector<Problem> problems_;  // under failed_mu_
+  metrics::Family<metrics::Gauge>* problem_;
 };
 
 }  // namespace kc::detail

@@ -14,7 +14,10 @@
 #include <librdkafka/rdkafka.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "kc/error.hpp"
+#include "sink/text.hpp"
 #include "source/consumer_impl.hpp"
 
 namespace kc {
@@ -63,7 +66,9 @@ void Consumer::Impl::eos_claim(rd_kafka_topic_partition_list_t* list, const std:
     }
     // The sink is unreachable: take the partitions (the group gave them to
     // us) but process nothing of them until a claim succeeds.
-    spdlog::warn("kc: the sink cannot claim {} yet ({}): paused until it can", describe(tps), e.what());
+    problems.raise(detail::ProblemKind::sink_stalled, "",
+                   "the sink cannot claim " + describe(tps) + " yet (" + e.what() + "): paused until it can",
+                   Clock::now());
     for (const auto& tp : tps) {
       parts.at(tp)->eos = Eos::unclaimed;
     }
@@ -91,6 +96,7 @@ bool Consumer::Impl::eos_record_begin(PartitionState& st) {
       txn_open = true;
     }
     eos->record_begin();
+    st.in_txn = true;
     return true;
   } catch (const std::exception& e) {
     eos_failed(e, "opening the transaction");
@@ -121,6 +127,21 @@ bool Consumer::Impl::eos_commit() {
   for (int i = 0; i < list->cnt; ++i) {
     offsets.push_back({{list->elems[i].topic, Partition{list->elems[i].partition}}, Offset{list->elems[i].offset}});
   }
+  // Every partition with output in this transaction goes to the commit, its
+  // offset moved or not: the sink fences each one it is given (a zombie's
+  // transaction then fails), and output without its partition's offset is
+  // output nobody checked the ownership of.
+  for (const auto& [tp, st] : parts) {
+    if (!st->in_txn) {
+      continue;
+    }
+    const auto point = st->offsets.commit_point();
+    const std::int64_t at = point ? *point : st->acked;
+    const bool listed = std::any_of(offsets.begin(), offsets.end(), [&](const SinkOffset& o) { return o.tp == tp; });
+    if (!listed && at >= 0) {
+      offsets.push_back({tp, Offset{at}});
+    }
+  }
   try {
     if (!txn_open) {
       // Progress without an open transaction: dead letters acknowledged
@@ -138,6 +159,14 @@ bool Consumer::Impl::eos_commit() {
   txn_open = false;
   ++stats.transactions;
   metrics.transaction(true);
+  for (auto& [tp, st] : parts) {
+    st->in_txn = false;
+  }
+  for (auto* t : forwarded_dead_metrics) {
+    ++t->dead_lettered;
+  }
+  stats.dead_lettered += forwarded_dead_metrics.size();
+  forwarded_dead_metrics.clear();
   for (const auto& o : offsets) {
     if (auto it = parts.find(o.tp); it != parts.end()) {
       it->second->acked = to_int(o.next);
@@ -154,6 +183,140 @@ bool Consumer::Impl::eos_commit() {
     eos_group_commit(nullptr);
   }
   return true;
+}
+
+// Exactly-once: a record that is dead (or goes on to a retry topic) leaves
+// with the transaction. Its copy is written into it (TransactionalSink::
+// forward) and the record is done there, so a transaction never carries
+// records past one whose copy is not written, and an abort takes the copy
+// back with everything else. A sink that cannot forward: the copy is
+// produced here and the partition waits (dlq_hold, paused, nothing past the
+// record processed) for its acknowledgement.
+void Consumer::Impl::eos_fail(PartitionState& st, const rd_kafka_message_t* m, int attempt,
+                              const detail::Failure& f) {
+  const bool to_retry_topic = f.retriable && attempt < config.retry.max_attempts && config.retry.use_topics;
+  std::unique_ptr<detail::DeadLetterWriter::Entry> copy;
+  std::string where;
+  if (to_retry_topic) {
+    const auto delay = backoff.delay(config.retry, attempt + 1);
+    std::string origin = st.retry_topic ? detail::header_text(m, kHeaderRetryTopic) : st.tp.topic;
+    if (origin.empty()) {
+      origin = st.tp.topic;
+    }
+    where = config.retry.retry_topic_for(origin, attempt);
+    copy = dlq->make_retry(m, where, attempt + 1, detail::epoch_ms_now() + delay.count(), origin);
+    ++stats.retried;
+    ++st.metrics->retried;
+  } else {
+    st.retry_offset = -1;
+    copy = dlq->make_dead_letter(m, {f.type, f.message, attempt});
+    where = "the dead-letter topic";
+  }
+  bool forwarded = false;
+  try {
+    if (!txn_open) {
+      eos->begin();
+      txn_open = true;
+    }
+    forwarded = eos->forward(dlq->as_forwarded(*copy));
+  } catch (const std::exception& e) {
+    eos_failed(e, "writing a failed record's copy into the transaction");
+    return;
+  }
+  spdlog::info("kc: {}[{}] offset {}: {}: {}; to {} {} after {} attempt(s)", st.tp.topic, to_int(st.tp.partition),
+               m->offset, f.type, f.message, where, forwarded ? "in the transaction" : "(then the partition goes on)",
+               attempt);
+  if (forwarded) {
+    st.offsets.done(m->offset);
+    st.in_txn = true;
+    outbox_maybe = true;  // a database sink has a row to produce after the commit
+    ++done_since_commit;
+    if (!to_retry_topic) {
+      forwarded_dead_metrics.push_back(st.metrics);
+    }
+    return;
+  }
+  dlq->send(std::move(copy));
+  st.dlq_hold = m->offset;
+  set_paused(st.tp, true);
+}
+
+// Database sinks keep forwarded records in an outbox committed with the
+// transaction; they are produced from there by the writer's producer and
+// removed once the broker acknowledged them. Only outside a transaction (the
+// removal is a transaction of the sink's own), one batch at a time; a look
+// a second while none is in flight. A crash before the removal produces a
+// row again: the dead-letter topic gets it at least once.
+void Consumer::Impl::eos_relay(Clock::time_point now, bool now_please) {
+  if (txn_open) {
+    return;
+  }
+  if (!forwards_acked.empty()) {
+    try {
+      eos->forwards_sent(forwards_acked);
+      forwards_acked.clear();
+    } catch (const std::exception& e) {
+      spdlog::warn("kc: removing sent records from the sink's outbox failed ({}); tried again later", e.what());
+      relay_at = now + std::chrono::seconds(1);
+      return;
+    }
+  }
+  if ((now < relay_at && !now_please) || !forwards_in_flight.empty()) {
+    return;
+  }
+  relay_at = now + std::chrono::seconds(1);
+  std::vector<TopicPartition> owned;
+  for (const auto& [tp, st] : parts) {
+    if (st->eos == Eos::live) {
+      owned.push_back(tp);
+    }
+  }
+  if (owned.empty()) {
+    return;
+  }
+  constexpr std::size_t kBatch = 500;
+  std::vector<PendingForward> pending;
+  try {
+    pending = eos->pending_forwards(owned, kBatch);
+  } catch (const std::exception& e) {
+    spdlog::warn("kc: reading the sink's outbox failed ({}); tried again later", e.what());
+    return;
+  }
+  for (const auto& p : pending) {
+    forwards_in_flight.emplace(p.id, p.source);
+    dlq->send_pending(p);
+  }
+  outbox_maybe = !pending.empty();
+  if (pending.size() == kBatch) {
+    relay_at = now;  // more are waiting: the next batch once these are acknowledged
+  }
+}
+
+// At a graceful stop, after the final commit: what the outbox holds of this
+// consumer's partitions goes out now (until `until`), so a stop does not
+// leave dead letters for the next owner. What is left stays in the outbox.
+void Consumer::Impl::eos_flush_outbox(Clock::time_point until) {
+  if (!dlq || txn_open) {
+    return;
+  }
+  outbox_maybe = true;
+  while (Clock::now() < until) {
+    eos_relay(Clock::now(), true);
+    if (forwards_in_flight.empty() && !outbox_maybe) {
+      break;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+    serve_dead_letters(std::clamp(left, std::chrono::milliseconds(0), std::chrono::milliseconds(100)));
+  }
+  if (!forwards_acked.empty()) {
+    try {
+      eos->forwards_sent(forwards_acked);
+      forwards_acked.clear();
+    } catch (const std::exception& e) {
+      spdlog::warn("kc: removing sent records from the sink's outbox failed ({}); they are sent again later",
+                   e.what());
+    }
+  }
 }
 
 // The group's offsets follow the sink's (for lag monitoring; kc never reads
@@ -200,6 +363,7 @@ void Consumer::Impl::eos_group_commit(Clock::time_point* sync_deadline) {
 void Consumer::Impl::eos_failed(const std::exception& e, const char* during) {
   eos->abort();
   txn_open = false;
+  forwarded_dead_metrics.clear();  // their copies went with the transaction
   ++stats.transactions_aborted;
   metrics.transaction(false);
   if (is_fatal(e)) {
@@ -208,7 +372,11 @@ void Consumer::Impl::eos_failed(const std::exception& e, const char* during) {
     stop_requested.store(1);
     return;
   }
-  spdlog::warn("kc: {} failed ({}): transaction aborted; rewinding to the sink's offsets", during, e.what());
+  problems.raise(detail::ProblemKind::sink_stalled, "",
+                 std::string(during) + " failed (" + e.what() +
+                     "): transaction aborted; rewinding to the sink's offsets, processing waits until the sink "
+                     "answers",
+                 Clock::now());
   eos_rewind_all();
 }
 
@@ -225,15 +393,21 @@ void Consumer::Impl::eos_rewind_all() {
       st->waiting = false;
       --waiting_partitions;
     }
+    if (st->halted) {
+      problems.clear(detail::ProblemKind::partition_halted, describe({tp}));
+    }
     st->halted = false;
     st->retry_offset = -1;
     st->dlq_paused = false;
+    st->dlq_hold = -1;
+    st->in_txn = false;
     if (dlq) {
       dlq->forget(tp);  // acknowledgements of dropped records mean nothing now
     }
     set_paused(tp, true);
   }
   done_since_commit = 0;
+  forwards_in_flight.clear();  // the writer forgot them: the outbox still has them
   cache_state = nullptr;
   cache_rkt = nullptr;
   eos_stalled = true;
@@ -241,12 +415,17 @@ void Consumer::Impl::eos_rewind_all() {
   eos_retry_at = Clock::now();
 }
 
-// Where the group says a partition stands (the sink stores no offset for
-// it): its committed offset, else auto.offset.reset. Blocking (bounded).
-// Throws kc::Error (retriable) when the coordinator does not answer.
-std::int64_t Consumer::Impl::group_position(const TopicPartition& tp) {
+// Where a partition goes back to when the sink stores no offset for it: the
+// group's committed offset, else the first record this assignment handed out
+// (its position then was resolved once, by auto.offset.reset; resolving it
+// again now could skip everything that arrived meanwhile: with "latest",
+// every record of the failed transaction). RD_KAFKA_OFFSET_INVALID when
+// nothing was delivered yet: the partition is still where it started and
+// needs no seek. Blocking (bounded). Throws kc::Error (retriable) when the
+// coordinator does not answer.
+std::int64_t Consumer::Impl::rewind_position(const PartitionState& st) {
   detail::PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
-  rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), to_int(tp.partition));
+  rd_kafka_topic_partition_list_add(list.get(), st.tp.topic.c_str(), to_int(st.tp.partition));
   if (const auto err = rd_kafka_committed(rk.get(), list.get(), 5000); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     throw Error(errc::kafka, std::string("reading the committed offset failed: ") + rd_kafka_err2str(err), false, true);
   }
@@ -258,7 +437,7 @@ std::int64_t Consumer::Impl::group_position(const TopicPartition& tp) {
   if (el.offset >= 0) {
     return el.offset;
   }
-  return config.from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
+  return st.first_offset >= 0 ? st.first_offset : RD_KAFKA_OFFSET_INVALID;
 }
 
 void Consumer::Impl::eos_recover(Clock::time_point now) {
@@ -297,7 +476,7 @@ void Consumer::Impl::eos_recover(Clock::time_point now) {
       const auto& tps = set == &claimed ? to_claim : to_resume;
       for (std::size_t i = 0; i < set->size(); ++i) {
         const auto& p = (*set)[i];
-        group_offsets.push_back(p.owned && !p.next ? group_position(tps[i]) : -3);
+        group_offsets.push_back(p.owned && !p.next ? rewind_position(*parts.at(tps[i])) : -3);
       }
     }
   } catch (const std::exception& e) {
@@ -309,11 +488,8 @@ void Consumer::Impl::eos_recover(Clock::time_point now) {
     }
     eos_backoff = std::min(std::max(eos_backoff * 2, kFirstBackoff), kMaxBackoff);
     eos_retry_at = now + eos_backoff;
-    if (now - eos_last_warning >= std::chrono::seconds(10)) {
-      eos_last_warning = now;
-      spdlog::warn("kc: the sink is not available ({}); processing stays stalled, next try in {} ms", e.what(),
-                   eos_backoff.count());
-    }
+    problems.raise(detail::ProblemKind::sink_stalled, "",
+                   std::string("the sink is not available (") + e.what() + "); processing stays stalled", now);
     return;
   }
   std::size_t k = 0;
@@ -334,9 +510,14 @@ void Consumer::Impl::eos_recover(Clock::time_point now) {
         continue;
       }
       const auto offset = p.next ? to_int(*p.next) : group_offsets[k];
+      if (offset != RD_KAFKA_OFFSET_INVALID && !seek_now(st.tp, offset)) {
+        // Not fetching yet (the assignment still reads the group's offsets):
+        // positioned at the next try, a moment later.
+        next_fenced_check = std::min(next_fenced_check, now + std::chrono::milliseconds(100));
+        continue;
+      }
       st.acked = offset >= 0 ? offset : -1;
       st.eos = Eos::live;
-      seek(st.tp, offset);
       set_paused(st.tp, false);
       live.push_back(st.tp);
     }
@@ -344,6 +525,7 @@ void Consumer::Impl::eos_recover(Clock::time_point now) {
   if (!live.empty()) {
     spdlog::info("kc: {} positioned at the sink's offsets; processing goes on", describe(live));
   }
+  problems.clear_all(detail::ProblemKind::sink_stalled);
   eos_backoff = std::chrono::milliseconds(0);
   eos_stalled = next_fenced_check != Clock::time_point::max();
   eos_retry_at = next_fenced_check;
@@ -359,6 +541,7 @@ void Consumer::Impl::eos_revoke(const std::vector<TopicPartition>& tps, bool los
     if (txn_open) {
       eos->abort();
       txn_open = false;
+      forwarded_dead_metrics.clear();
       ++stats.transactions_aborted;
       metrics.transaction(false);
       drop_state(tps);

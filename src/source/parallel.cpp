@@ -534,13 +534,16 @@ void Consumer::Impl::release_parallel(Clock::time_point deadline) {
   wake_queue.reset();
   for (auto& [key, k] : kept) {
     if (k.running && workers && still_running > 0) {
-      // A worker may still be reading it: leave it (a leak, never a crash).
+      // A worker may still be reading it: leave it (a leak, never a crash),
+      // and with it the handle (release_handle()).
+      ++messages_left_behind;
       continue;
     }
     rd_kafka_message_destroy(k.msg);
   }
   kept.clear();
   if (still_running > 0) {
+    left_behind = true;
     spdlog::error("kc: {} handler calls were still running at shutdown; their threads were left behind",
                   still_running);
   }

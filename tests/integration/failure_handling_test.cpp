@@ -25,6 +25,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -765,13 +766,14 @@ TEST(Retries, BackoffLongerThanMaxPollIntervalKeepsMembership) {
   EXPECT_EQ(committed, hw);
 }
 
-// ---------------------------------------------------------------- DLQ created late
+// ---------------------------------------------------------------- DLQ gone, then back
 
-// The dead-letter topic does not exist when poison records arrive: the
-// commit point of each partition stays at its first poison record until the
-// topic is created (10 s later) and the dead letters are written; then
-// everything is dead-lettered and committed to the end.
-TEST(DeadLetters, TopicCreatedLateHoldsCommitPoint) {
+// The dead-letter topic does not exist when poison records arrive (kc created
+// it at start; it was deleted before the records came): the commit point of
+// each partition stays at its first poison record until the topic is created
+// again (10 s later) and the dead letters are written; then everything is
+// dead-lettered and committed to the end.
+TEST(DeadLetters, TopicGoneThenBackHoldsCommitPoint) {
   constexpr int kPartitions = 4;
   constexpr std::size_t kRecords = 20'000;
   constexpr std::int64_t kPoisonEvery = 100;  // offsets 37, 137, ... of each partition
@@ -795,10 +797,6 @@ TEST(DeadLetters, TopicCreatedLateHoldsCommitPoint) {
       records[i].headers.emplace_back("poison", "1");
     }
   }
-  produce_records(bs, topic, records);
-  const auto hw = high_watermarks(bs, topic, kPartitions);
-  ASSERT_EQ(sum(hw), static_cast<std::int64_t>(kRecords));
-
   kc::ConsumerConfig cfg;
   cfg.bootstrap_servers = bs;
   cfg.group = group;
@@ -809,6 +807,9 @@ TEST(DeadLetters, TopicCreatedLateHoldsCommitPoint) {
   cfg.dead_letter.enabled = true;
   cfg.dead_letter.write_backoff = 500ms;
   cfg.dead_letter.write_backoff_max = 2s;
+  std::atomic<bool> assigned{false};
+  kc::ConsumerHooks hooks;
+  hooks.on_assign = [&](std::span<const kc::TopicPartition>) { assigned = true; };
   std::vector<std::uint32_t> processed(kRecords, 0);
   std::vector<std::int64_t> offset_of(kRecords, -1);
   std::atomic<std::uint64_t> calls{0};
@@ -822,10 +823,17 @@ TEST(DeadLetters, TopicCreatedLateHoldsCommitPoint) {
     }
     ++processed[i];
     return kc::Outcome::done;
-  });
+  }, hooks);
 
-  const auto start = Clock::now();
   BackgroundRun run(consumer);
+  // kc created the dead-letter topic at start; it goes before the records come.
+  ASSERT_TRUE(wait_until([&] { return assigned.load(); }, 60s)) << "no assignment";
+  ASSERT_GT(topic_partitions(bs, dlq_topic), 0) << "kc did not create the dead-letter topic at start";
+  delete_topic(bs, dlq_topic);
+  produce_records(bs, topic, records);
+  const auto hw = high_watermarks(bs, topic, kPartitions);
+  ASSERT_EQ(sum(hw), static_cast<std::int64_t>(kRecords));
+  const auto start = Clock::now();
   // Watch the commit point while the dead-letter topic is missing.
   std::vector<std::int64_t> max_committed_during_outage(kPartitions, -1);
   int polls = 0;

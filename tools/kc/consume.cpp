@@ -1,21 +1,26 @@
+#include <fcntl.h>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
-#include <functional>
 #include <cstdint>
 #include <cstdio>
-#include <fmt/format.h>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <sstream>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "commands.hpp"
@@ -64,7 +69,8 @@ void add_consume_command(CLI::App& app, ConsumeOptions& o) {
               "sqlite:, postgres:, kafka: sinks: commit the output and the offsets in one transaction");
   c->add_option("--transactional-id", o.transactional_id,
                 "kafka sink with --exactly-once: the producer's transactional.id, stable per instance (default: "
-                "kc-<group>-<group.instance.id>, or kc-<group>-<host>-<pid> without static membership)");
+                "kc-<group>-<group.instance.id>, or without static membership kc-<group>-<host>-<slot>, the "
+                "lowest slot no other kc process of the group on this host holds: a restart reuses it)");
   c->add_flag("--stop-on-producer-fatal", o.stop_on_producer_fatal,
               "kafka sink with --exactly-once: stop (exit 1) when the transactional producer is fenced or fails "
               "fatally, instead of recreating it");
@@ -289,6 +295,50 @@ class LatencyTimer {
   std::thread thread_;  // last: starts once the members it uses exist
 };
 
+// The Kafka sink's transactional.id without --transactional-id or
+// group.instance.id: kc-<group>-<host>-<slot>, the slot being the lowest
+// number that no other kc process of this group on this host holds (an
+// flock on a file in the runtime directory, which the kernel releases when
+// the process ends, however it ends). A process restarted after a crash
+// thus gets its predecessor's id, and its init_transactions aborts the dead
+// one's open transaction at once; with a per-process id that transaction
+// held back every read_committed reader of the output until
+// transaction.timeout.ms (60 s) ran out.
+std::string host_slot_transactional_id(const std::string& group) {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+  const std::filesystem::path dir = runtime != nullptr && *runtime != '\0'
+                                        ? std::filesystem::path(runtime) / "kc"
+                                        : std::filesystem::temp_directory_path() / ("kc-" + std::to_string(getuid()));
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+  // The group as a file name: [A-Za-z0-9._-] kept, anything else '_', plus
+  // a hash of the whole name, so that two groups never share a slot file.
+  std::string safe;
+  for (const char c : group) {
+    safe += std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' || c == '-' ? c : '_';
+  }
+  safe = fmt::format("{}-{:016x}", safe.substr(0, 100), std::hash<std::string>{}(group));
+  for (int slot = 0; slot < 4096; ++slot) {
+    const auto path = dir / fmt::format("txn-{}-{}.lock", safe, slot);
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      throw Error(errc::config_invalid_value, "--transactional-id: cannot open " + path.string() +
+                                                  " to choose a stable id (set --transactional-id or "
+                                                  "librdkafka.group.instance.id)");
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      // Held (the descriptor stays open) until this process ends.
+      return fmt::format("kc-{}-{}-{}", group, host, slot);
+    }
+    ::close(fd);
+  }
+  throw Error(errc::config_invalid_value,
+              "--transactional-id: 4096 kc processes of group " + group + " on this host already hold a slot");
+}
+
 std::string_view reason_text(StopReason r) {
   switch (r) {
     case StopReason::requested: return "stop requested";
@@ -396,7 +446,7 @@ int run_consume(const ConsumeOptions& o) {
   const auto latency = std::chrono::milliseconds(static_cast<std::int64_t>(o.simulate_latency_ms.value_or(0)));
   const auto jitter = std::chrono::milliseconds(static_cast<std::int64_t>(o.simulate_latency_jitter_ms));
   const auto cpu = std::chrono::microseconds(static_cast<std::int64_t>(o.simulate_cpu_us));
-  const bool dead_letters = cfg.dead_letter.enabled;
+  const bool dead_letters = cfg.dead_letter.active();
   const int max_attempts = cfg.retry.max_attempts;
 
   // Schema Registry formats: one registry client shared by key and value.
@@ -453,10 +503,8 @@ int run_consume(const ConsumeOptions& o) {
     oo.transactional_id = *o.transactional_id;
   } else if (const auto it = cfg.librdkafka.find("group.instance.id"); it != cfg.librdkafka.end()) {
     oo.transactional_id = "kc-" + cfg.group + "-" + it->second;
-  } else {
-    char host[256] = {};
-    gethostname(host, sizeof host - 1);
-    oo.transactional_id = fmt::format("kc-{}-{}-{}", cfg.group, host, getpid());
+  } else if (o.exactly_once && o.sink.starts_with("kafka:")) {
+    oo.transactional_id = host_slot_transactional_id(cfg.group);
   }
   {
     // A transactional call blocks the poll thread; past the session timeout
@@ -647,15 +695,23 @@ int run_consume(const ConsumeOptions& o) {
                                            st.transactions_aborted).c_str()
                              : "",
               committed.empty() ? " (none)" : committed.c_str());
+  int code = 0;
   if (result.reason == StopReason::fatal) {
     log::printf(LogLevel::error, "kc consume: fatal: %s\n", result.error.c_str());
-    return 1;
-  }
-  if (registry_failed) {
+    code = 1;
+  } else if (registry_failed) {
     log::printf(LogLevel::error, "kc consume: stopped: schema registry: %s\n", registry_error.c_str());
-    return 1;
+    code = 1;
   }
-  return 0;
+  if (result.left_behind) {
+    // A handler thread (using this function's sink and decoders) or
+    // librdkafka's threads still run: leave now, before anything they use
+    // is destroyed. Everything that matters was flushed and committed.
+    log::printf(LogLevel::warn, "kc consume: exiting with work left behind (see above)\n");
+    std::fflush(nullptr);
+    std::_Exit(code);
+  }
+  return code;
 }
 
 }  // namespace kc::tool

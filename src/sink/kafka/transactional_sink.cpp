@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 #include <thread>
 
@@ -23,6 +24,10 @@ using namespace std::chrono_literals;
 // retriable error at once (coordinator loading, ...), so the retry loop does
 // not spin; librdkafka's docs ask for "a shorter grace period".
 constexpr auto kRetryPause = 100ms;
+
+// The longest one transactional call blocks before kc looks at the stop
+// flag (set_interrupt()) and its own deadline again.
+constexpr int kSliceMs = 500;
 
 int remaining_ms(Clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -76,6 +81,12 @@ struct KafkaTransactionalSink::Impl {
 
   // set_deadline(): no call waits past it (a graceful stop's deadline).
   std::optional<Clock::time_point> hard_deadline;
+  // set_interrupt(): the consumer's stop flag; a transactional call waits in
+  // slices of kSlice and gives up once it is set.
+  const std::atomic<int>* interrupt = nullptr;
+  bool interrupted() const noexcept {
+    return interrupt != nullptr && interrupt->load(std::memory_order_relaxed) != 0;
+  }
   // The deadline of one blocking step: commit_timeout from now, or the
   // stop's deadline when that is sooner.
   Clock::time_point bound() const {
@@ -271,8 +282,13 @@ void KafkaTransactionalSink::Impl::send(
 // left. `call(timeout_ms)` returns librdkafka's error object.
 template <typename Call>
 void KafkaTransactionalSink::Impl::run_txn_call(const char* what, Call call, Clock::time_point deadline) {
+  // The stop flag cuts a call that began before the stop; one made during
+  // the stop keeps to its deadline (set_deadline()).
+  const bool interruptible = !interrupted();
   for (;;) {
-    detail::ErrorPtr e(call(std::max(1, remaining_ms(deadline))));
+    // In slices (librdkafka's transactional calls may be called again after
+    // a __TIMED_OUT), so that a stop is noticed between them.
+    detail::ErrorPtr e(call(std::max(1, std::min(remaining_ms(deadline), kSliceMs))));
     if (!e) {
       return;
     }
@@ -294,8 +310,11 @@ void KafkaTransactionalSink::Impl::run_txn_call(const char* what, Call call, Clo
       throw Error(errc::kafka, name() + ": transaction aborted: " + why, false, true);
     }
     if (rd_kafka_error_is_retriable(e.get()) != 0) {
-      if (Clock::now() + kRetryPause < deadline) {
-        std::this_thread::sleep_for(kRetryPause);
+      const bool timed_out = rd_kafka_error_code(e.get()) == RD_KAFKA_RESP_ERR__TIMED_OUT;
+      if (Clock::now() + kRetryPause < deadline && !(interruptible && interrupted())) {
+        if (!timed_out) {
+          std::this_thread::sleep_for(kRetryPause);
+        }
         continue;
       }
       throw lose(std::string(what) + " did not finish in time (commit_timeout " +
@@ -481,6 +500,10 @@ bool KafkaTransactionalSink::forward(const ForwardedRecord& r) {
 
 void KafkaTransactionalSink::set_deadline(std::chrono::steady_clock::time_point deadline) noexcept {
   impl_->hard_deadline = deadline;
+}
+
+void KafkaTransactionalSink::set_interrupt(const std::atomic<int>* stop) noexcept {
+  impl_->interrupt = stop;
 }
 
 std::uint64_t KafkaTransactionalSink::producers_created() const noexcept {

@@ -6,6 +6,7 @@
 #include "kc/sqlite_sink.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstdint>
@@ -15,6 +16,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -150,6 +152,8 @@ struct SqliteSink::Impl {
     // only an OS crash or power loss can lose the last commits (and then the
     // rows and their offsets go together: still exactly-once, not durable).
     sqlite::exec(db, options.path, "PRAGMA synchronous=NORMAL");
+    bound_waits();
+    sqlite3_busy_handler(db, on_busy, this);
     const std::string create = "CREATE TABLE IF NOT EXISTS \"" + options.table +
                                "\" (topic TEXT NOT NULL, \"partition\" INTEGER NOT NULL, \"offset\" INTEGER NOT NULL, "
                                "timestamp_ms INTEGER, key TEXT, value TEXT)";
@@ -397,13 +401,27 @@ struct SqliteSink::Impl {
   // waits for another connection's lock gives up by the deadline. Called
   // before every call that may wait for a lock.
   void bound_waits() noexcept {
-    if (!deadline) {
-      return;
+    // A call that starts once the stop is asked waits (within its deadline):
+    // the flag cuts only waits that began before the stop.
+    interruptible = interrupt == nullptr || interrupt->load(std::memory_order_relaxed) == 0;
+    busy_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(options.busy_timeout_ms);
+    if (deadline) {
+      busy_until = std::min(busy_until, std::max(*deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(1)));
     }
-    const auto left =
-        std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now()).count();
-    const auto ms = std::min<std::int64_t>(std::max<std::int64_t>(left, 1), options.busy_timeout_ms);
-    sqlite3_busy_timeout(db(), static_cast<int>(ms));
+  }
+
+  // SQLite's busy handler (instead of sqlite3_busy_timeout): waits in 5 ms
+  // steps until `busy_until`, and gives up at once when the consumer starts
+  // stopping (set_interrupt()) during a wait that began before, so a stop is
+  // not held up by it.
+  static int on_busy(void* self, int) noexcept {
+    const auto* m = static_cast<const Impl*>(self);
+    if ((m->interruptible && m->interrupt != nullptr && m->interrupt->load(std::memory_order_relaxed) != 0) ||
+        std::chrono::steady_clock::now() >= m->busy_until) {
+      return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return 1;
   }
 
   // The outbox's reads and deletes run on the connection outside the
@@ -515,6 +533,11 @@ struct SqliteSink::Impl {
 
   // set_deadline(): the busy timeout is bounded by the time left.
   std::optional<std::chrono::steady_clock::time_point> deadline;
+  // When the current call's lock wait gives up (bound_waits()), and the
+  // consumer's stop flag (set_interrupt()).
+  std::chrono::steady_clock::time_point busy_until;
+  const std::atomic<int>* interrupt = nullptr;
+  bool interruptible = true;  // the current call began before the stop
 
   std::unordered_map<TopicPartition, std::int64_t> epochs;  // this sink's epoch per claimed partition
   std::unordered_set<TopicPartition> claimed_in_txn;        // claimed inside the live transaction
@@ -778,6 +801,10 @@ void SqliteSink::forwards_sent(std::span<const std::int64_t> ids) {
     m.store.rollback();
     throw;
   }
+}
+
+void SqliteSink::set_interrupt(const std::atomic<int>* stop) noexcept {
+  impl_->interrupt = stop;
 }
 
 void SqliteSink::set_deadline(std::chrono::steady_clock::time_point deadline) noexcept {
