@@ -618,7 +618,7 @@ TEST_P(Churn, CleanStopsEndInTimeWithoutDuplicates) {
   const auto topic = unique_name("kc-it-fp-churn");
   const auto group = unique_name("kc-it-fp-churn-g");
   constexpr int kParts = 6;
-  constexpr int kRounds = 8;
+  constexpr int kRounds = 6;
   create_topic(bs, topic, kParts);
   TempDir dir("kc-fp-churn");
   ProduceOptions po;

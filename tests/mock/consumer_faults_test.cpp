@@ -18,6 +18,7 @@
 #include "kc/embedded.hpp"
 #include "kc/error.hpp"
 #include "kc/exactly_once.hpp"
+#include "kc/metrics.hpp"
 #include "kc/producer.hpp"
 #include "support/common.hpp"
 #include "support/http.hpp"
@@ -248,9 +249,18 @@ TEST_F(ConsumerFaults, ReadyzShowsFailingCommits) {
       20s, 20ms);
   const bool cleared = kc::test::wait_until([&] { return readyz(c) == "ok\n"; }, 20s, 100ms);
   c.stop();
-  run.join(30s);
+  const auto r = run.join(30s);
+  // Each failed commit counts once in the metric, as in RunStats.
+  const auto samples = kc::metrics::parse(c.metrics().render());
+  const auto failures = kc::metrics::sum(samples, "kc_commit_failures_total");
+  std::printf("MOCK failing commits: /readyz showed them: %s, cleared: %s; kc_commit_failures_total %.0f, "
+              "RunStats %llu\n",
+              shown ? "yes" : "no", cleared ? "yes" : "no", failures,
+              static_cast<unsigned long long>(r.stats.commits_failed));
   EXPECT_TRUE(shown) << body;
   EXPECT_TRUE(cleared);
+  EXPECT_GE(r.stats.commits_failed, 6u);
+  EXPECT_EQ(failures, static_cast<double>(r.stats.commits_failed));
 }
 
 // An exactly-once sink that cannot commit stalls processing: /readyz says so
