@@ -265,7 +265,11 @@ class Encoder {
       case Kind::long_: write_long(out_, integer(n, e)); break;
       case Kind::float_: {
         const double d = real(n, e);
-        if (std::isfinite(d) && std::fabs(d) > static_cast<double>(std::numeric_limits<float>::max())) {
+        // Doubles up to FLT_MAX plus half a float ulp there (2^103) round to
+        // FLT_MAX: the decoder's shortest rendering of FLT_MAX
+        // ("3.4028235e+38") reads back as one of them.
+        constexpr double kFloatLimit = static_cast<double>(std::numeric_limits<float>::max()) + 0x1p103;
+        if (std::isfinite(d) && std::fabs(d) >= kFloatLimit) {
           fail(describe(e) + " is out of the float range");
         }
         const auto f = static_cast<float>(d);
