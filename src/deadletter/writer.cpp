@@ -269,7 +269,7 @@ DeadLetterWriter::~DeadLetterWriter() {
     stopping_ = true;
   }
   topics_cv_.notify_all();
-  lookup_thread_.join();  // a lookup in progress ends within its 2 s bound
+  lookup_thread_.join();  // a lookup in progress ends within its 1 s bound
   if (!entries_.empty()) {
     spdlog::warn("kc: {} dead letters were not acknowledged; their records were not committed and are read again",
                  entries_.size());
@@ -308,7 +308,7 @@ void DeadLetterWriter::lookups() {
     to_look_up_.pop_back();
     lock.unlock();
     std::error_code ec;
-    const auto n = producer_.partition_count(topic, std::chrono::milliseconds(2000), ec);
+    const auto n = producer_.partition_count(topic, std::chrono::milliseconds(1000), ec);
     lock.lock();
     auto& info = topics_[topic];
     info.asked = false;

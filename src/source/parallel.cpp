@@ -9,6 +9,7 @@
 // whatever order keys run and complete in. A dead letter waiting for its
 // acknowledgement is finished for the dispatcher (its key flows on) and not
 // done for the commit point (apply_dead_letter_acks marks it).
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -308,11 +309,14 @@ void Consumer::Impl::on_completion(detail::CompletionResult&& r) {
     // point, and blocks its key (key mode) or partition for this run.
     dispatcher->hold(st->pid, offset, Clock::time_point::max());
     ++stats.failed;
-    spdlog::error("kc: {}[{}] offset {}: {}: {}; nothing at or after this offset is committed (its {} is stopped)",
-                  st->tp.topic, to_int(st->tp.partition), offset, f.type, f.message,
-                  config.parallel.ordering == Ordering::key         ? "key"
-                  : config.parallel.ordering == Ordering::partition ? "partition"
-                                                                    : "record");
+    problems.raise(detail::ProblemKind::partition_halted, describe({st->tp}),
+                   fmt::format("offset {}: {}: {}; nothing at or after this offset is committed (its {} is "
+                               "stopped; configure a dead-letter topic to go on)",
+                               offset, f.type, f.message,
+                               config.parallel.ordering == Ordering::key         ? "key"
+                               : config.parallel.ordering == Ordering::partition ? "partition"
+                                                                                 : "record"),
+                   Clock::now());
     return;
   }
   // To the next retry topic or the dead-letter topic: the record is done
