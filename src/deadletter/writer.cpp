@@ -15,7 +15,6 @@
 
 namespace kc::detail {
 
-
 namespace {
 
 template <typename T>
@@ -63,10 +62,6 @@ ProducerConfig producer_config(const std::string& bootstrap, const std::map<std:
   return pc;
 }
 
-}  // namespace
-
-namespace {
-
 int ms_left(std::chrono::steady_clock::time_point deadline) {
   const auto left =
       std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
@@ -90,8 +85,8 @@ int led_partitions(rd_kafka_t* rk, const std::string& topic, std::chrono::steady
   }
   if (t.err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
     throw Error(errc::config_invalid_value,
-                "topic '" + topic + "': not authorized to describe it (TOPIC_AUTHORIZATION_FAILED): grant DESCRIBE "
-                "and WRITE on it to this principal");
+                "topic '" + topic + "': not authorized to describe it (TOPIC_AUTHORIZATION_FAILED): grant this "
+                "principal DESCRIBE on it (and WRITE on a dead-letter or retry topic)");
   }
   if (t.err != RD_KAFKA_RESP_ERR_NO_ERROR && t.err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
     throw Error(errc::kafka, "metadata of topic '" + topic + "': " + rd_kafka_err2str(t.err), false, true);
