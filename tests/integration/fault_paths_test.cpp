@@ -698,7 +698,6 @@ TEST_P(Churn, CleanStopsEndInTimeWithoutDuplicates) {
   EXPECT_EQ(cov.duplicates, 0u) << cov.to_string();
 }
 
-
 // ------------------------------------------------ 7. one unacknowledged dead letter
 
 // Partition 0 has a dead letter that cannot be written (its topic was

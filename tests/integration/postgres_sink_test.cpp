@@ -23,6 +23,7 @@
 #include "kc/error.hpp"
 #include "kc/postgres_sink.hpp"
 #include "support/common.hpp"
+#include "support/forwards.hpp"
 
 namespace kc::test {
 namespace {
@@ -629,67 +630,11 @@ TEST_F(PostgresSinkTest, OutageIsRetriableAndHealsWithTheSameSink) {
 // into kc_outbox inside the consumer's transaction; pending_forwards() reads
 // back what committed, forwards_sent() removes it.
 
-// A forwarded record that owns its bytes; view() is what forward() takes.
-struct Forward {
-  std::string topic = "orders.dlq";
-  std::int32_t partition = -1;
-  std::optional<std::string> key;
-  std::optional<std::string> value;
-  std::vector<ForwardedHeader> headers;
-  TopicPartition source;
-  std::int64_t source_offset = 0;
-
-  ForwardedRecord view() const {
-    ForwardedRecord r;
-    r.topic = topic;
-    r.partition = partition;
-    if (key) {
-      r.key = std::as_bytes(std::span(key->data(), key->size()));
-    }
-    if (value) {
-      r.value = std::as_bytes(std::span(value->data(), value->size()));
-    }
-    r.headers = headers;
-    r.source = source;
-    r.source_offset = source_offset;
-    return r;
-  }
-};
-
-void expect_same(const PendingForward& got, const Forward& want) {
-  EXPECT_EQ(got.topic, want.topic);
-  EXPECT_EQ(got.partition, want.partition);
-  EXPECT_EQ(got.key, want.key);
-  EXPECT_EQ(got.value, want.value);
-  EXPECT_EQ(got.headers, want.headers);
-  EXPECT_EQ(got.source, want.source);
-  EXPECT_EQ(got.source_offset, want.source_offset);
-}
-
-Forward dead_letter(const TopicPartition& source, std::int64_t offset) {
-  Forward f;
-  f.source = source;
-  f.source_offset = offset;
-  f.key = "k" + std::to_string(offset);
-  f.value = "v" + std::to_string(offset);
-  f.headers = {{"kc.offset", std::to_string(offset)}};
-  return f;
-}
-
-std::vector<std::int64_t> ids_of(const std::vector<PendingForward>& p) {
-  std::vector<std::int64_t> out;
-  for (const auto& f : p) {
-    out.push_back(f.id);
-  }
-  return out;
-}
-std::vector<std::int64_t> offsets_of(const std::vector<PendingForward>& p) {
-  std::vector<std::int64_t> out;
-  for (const auto& f : p) {
-    out.push_back(f.source_offset);
-  }
-  return out;
-}
+using kc::test::dead_letter;
+using kc::test::expect_same;
+using kc::test::Forward;
+using kc::test::ids_of;
+using kc::test::offsets_of;
 
 class PostgresSinkOutboxTest : public PostgresSinkTest {
  protected:

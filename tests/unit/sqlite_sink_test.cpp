@@ -13,8 +13,9 @@
 #include <vector>
 
 #include "kc/error.hpp"
-#include "sqlite_test_file.hpp"
 #include "kc/sqlite_sink.hpp"
+#include "sqlite_test_file.hpp"
+#include "support/forwards.hpp"
 
 namespace {
 
@@ -563,69 +564,11 @@ TEST_F(SqliteSinkTest, UnopenablePathIsNamedInTheError) {
 // into kc_outbox inside the consumer's transaction; pending_forwards() reads
 // back what committed, forwards_sent() removes it.
 
-// A forwarded record that owns its bytes; view() is what forward() takes.
-struct Forward {
-  std::string topic = "orders.dlq";
-  std::int32_t partition = -1;
-  std::optional<std::string> key;
-  std::optional<std::string> value;
-  std::vector<kc::ForwardedHeader> headers;
-  TopicPartition source{"orders", Partition{3}};
-  std::int64_t source_offset = 0;
-
-  kc::ForwardedRecord view() const {
-    kc::ForwardedRecord r;
-    r.topic = topic;
-    r.partition = partition;
-    if (key) {
-      r.key = std::as_bytes(std::span(key->data(), key->size()));
-    }
-    if (value) {
-      r.value = std::as_bytes(std::span(value->data(), value->size()));
-    }
-    r.headers = headers;
-    r.source = source;
-    r.source_offset = source_offset;
-    return r;
-  }
-};
-
-// Byte for byte: the same topic, partition, key, value, headers (in order)
-// and source as forwarded.
-void expect_same(const kc::PendingForward& got, const Forward& want) {
-  EXPECT_EQ(got.topic, want.topic);
-  EXPECT_EQ(got.partition, want.partition);
-  EXPECT_EQ(got.key, want.key);
-  EXPECT_EQ(got.value, want.value);
-  EXPECT_EQ(got.headers, want.headers);
-  EXPECT_EQ(got.source, want.source);
-  EXPECT_EQ(got.source_offset, want.source_offset);
-}
-
-Forward dead_letter(const TopicPartition& source, std::int64_t offset) {
-  Forward f;
-  f.source = source;
-  f.source_offset = offset;
-  f.key = "k" + std::to_string(offset);
-  f.value = "v" + std::to_string(offset);
-  f.headers = {{"kc.offset", std::to_string(offset)}};
-  return f;
-}
-
-std::vector<std::int64_t> ids_of(const std::vector<kc::PendingForward>& p) {
-  std::vector<std::int64_t> out;
-  for (const auto& f : p) {
-    out.push_back(f.id);
-  }
-  return out;
-}
-std::vector<std::int64_t> offsets_of(const std::vector<kc::PendingForward>& p) {
-  std::vector<std::int64_t> out;
-  for (const auto& f : p) {
-    out.push_back(f.source_offset);
-  }
-  return out;
-}
+using kc::test::dead_letter;
+using kc::test::expect_same;
+using kc::test::Forward;
+using kc::test::ids_of;
+using kc::test::offsets_of;
 
 template <class F>
 void expect_misuse(F&& f, const char* what) {
