@@ -687,7 +687,36 @@ void Consumer::Impl::commit_async() {
   waited_for_commit = false;
 }
 
-bool Consumer::Impl::commit_sync(const std::vector<TopicPartition>* only, Clock::time_point deadline) {
+namespace {
+
+// Commit errors that say a rebalance is settling (the member is still in
+// the group; librdkafka rejoins by itself and takes the new generation).
+bool rebalancing(rd_kafka_resp_err_t e) noexcept {
+  return e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || e == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+         e == RD_KAFKA_RESP_ERR_STALE_MEMBER_EPOCH;
+}
+
+// The error (the request's or a partition's) that says a rebalance is
+// settling, or NO_ERROR.
+rd_kafka_resp_err_t rebalancing(rd_kafka_resp_err_t e, const rd_kafka_topic_partition_list_t* offsets) noexcept {
+  if (rebalancing(e)) {
+    return e;
+  }
+  for (int i = 0; offsets != nullptr && i < offsets->cnt; ++i) {
+    if (rebalancing(offsets->elems[i].err)) {
+      return offsets->elems[i].err;
+    }
+  }
+  return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+// Between two tries of a stop's commit that met a rebalance.
+constexpr std::chrono::milliseconds kRebalanceRetry{200};
+
+}  // namespace
+
+bool Consumer::Impl::commit_sync(const std::vector<TopicPartition>* only, Clock::time_point deadline,
+                                 bool through_rebalance) {
   // An asynchronous commit still in flight is answered first: sent after
   // it, this one lands after it, so a partition's committed offset never
   // goes back (librdkafka retries a commit that failed retriably).
@@ -695,37 +724,61 @@ bool Consumer::Impl::commit_sync(const std::vector<TopicPartition>* only, Clock:
     serve_commit_results(std::chrono::duration_cast<std::chrono::milliseconds>(
         std::max<Clock::duration>(share_of(deadline, 1, 2) - Clock::now(), Clock::duration::zero())));
   }
-  auto list = commit_list(only);
-  if (list->cnt == 0) {
-    return true;
-  }
-  if (!before_commit()) {
-    return false;
-  }
-  // A private queue instead of a blocking rd_kafka_commit: the wait is
-  // bounded by `deadline`.
-  detail::QueuePtr q(rd_kafka_queue_new(rk.get()));
-  const auto err = rd_kafka_commit_queue(rk.get(), list.get(), q.get(), nullptr, nullptr);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    commit_failed(std::string("synchronous commit failed: ") + rd_kafka_err2str(err));
-    return false;
-  }
-  while (Clock::now() < deadline) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    rd_kafka_event_t* ev = rd_kafka_queue_poll(q.get(), static_cast<int>(std::max<std::int64_t>(left.count(), 1)));
+  bool told = false;
+  for (;;) {
+    auto list = commit_list(only);
+    if (list->cnt == 0) {
+      return true;
+    }
+    if (!before_commit()) {
+      return false;
+    }
+    // A private queue instead of a blocking rd_kafka_commit: the wait is
+    // bounded by `deadline`.
+    detail::QueuePtr q(rd_kafka_queue_new(rk.get()));
+    const auto err = rd_kafka_commit_queue(rk.get(), list.get(), q.get(), nullptr, nullptr);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      commit_failed(std::string("synchronous commit failed: ") + rd_kafka_err2str(err));
+      return false;
+    }
+    rd_kafka_event_t* ev = nullptr;
+    while (ev == nullptr && Clock::now() < deadline) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      ev = rd_kafka_queue_poll(q.get(), static_cast<int>(std::max<std::int64_t>(left.count(), 1)));
+      if (ev != nullptr && rd_kafka_event_type(ev) != RD_KAFKA_EVENT_OFFSET_COMMIT) {
+        rd_kafka_event_destroy(ev);
+        ev = nullptr;
+      }
+    }
     if (ev == nullptr) {
+      commit_failed("synchronous commit timed out");
+      return false;
+    }
+    const auto e = rd_kafka_event_error(ev);
+    const auto* offsets = rd_kafka_event_topic_partition_list(ev);
+    const auto settling = rebalancing(e, offsets);
+    if (through_rebalance && settling != RD_KAFKA_RESP_ERR_NO_ERROR && rd_kafka_assignment_lost(rk.get()) == 0 &&
+        Clock::now() + kRebalanceRetry < deadline) {
+      // A stop that meets a rebalance (a member joined or left just then):
+      // the member still owns its partitions (nobody gets them before it
+      // let go, and it has not) and librdkafka rejoins by itself, so the
+      // commit goes through once the new generation is settled. Giving up
+      // here had the next owner redo everything since the last commit.
+      // When librdkafka says the assignment is lost (the member was put
+      // out of the group), the partitions may be someone else's: no retry.
+      if (!told) {
+        told = true;
+        spdlog::info("kc: the final commit met a rebalance ({}); trying again until it settles",
+                     rd_kafka_err2str(settling));
+      }
+      rd_kafka_event_destroy(ev);
+      std::this_thread::sleep_for(kRebalanceRetry);
       continue;
     }
-    if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) {
-      const auto e = rd_kafka_event_error(ev);
-      on_commit_result(e, rd_kafka_event_topic_partition_list(ev));
-      rd_kafka_event_destroy(ev);
-      return e == RD_KAFKA_RESP_ERR_NO_ERROR;
-    }
+    on_commit_result(e, offsets);
     rd_kafka_event_destroy(ev);
+    return e == RD_KAFKA_RESP_ERR_NO_ERROR;
   }
-  commit_failed("synchronous commit timed out");
-  return false;
 }
 
 // Counted once per failed commit (RunStats, kc_commit_failures_total); the
@@ -1520,7 +1573,7 @@ RunResult Consumer::run() {
         s.eos_flush_outbox(share_of(deadline, 1, 2));
       }
     } else {
-      s.commit_sync(nullptr, share_of(deadline, 2, 3));
+      s.commit_sync(nullptr, share_of(deadline, 2, 3), true);
     }
     s.close(deadline);
   }

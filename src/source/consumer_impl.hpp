@@ -278,7 +278,11 @@ struct Consumer::Impl {
   void serve_commit_results(std::chrono::milliseconds wait);
   bool before_commit();
   void release_handle(int destroy_flags);
-  bool commit_sync(const std::vector<TopicPartition>* only, Clock::time_point deadline);
+  // `through_rebalance` (a stop's final commit, outside a rebalance
+  // callback): commit errors that say a rebalance is settling are retried
+  // until `deadline`.
+  bool commit_sync(const std::vector<TopicPartition>* only, Clock::time_point deadline,
+                   bool through_rebalance = false);
   void close(Clock::time_point deadline);
   // parallel.cpp
   void build_parallel();

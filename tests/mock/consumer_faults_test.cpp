@@ -109,6 +109,80 @@ TEST_F(ConsumerFaults, StopWhileCommitsGetNoAnswerEndsInTime) {
   EXPECT_LE(took, 3000 + 3000);
 }
 
+// ------------------------------------------------ a stop that meets a rebalance
+
+// The stop's final commit is answered "rebalance in progress" three times
+// (a member joined just as this one stopped; the broker answers so while
+// the new generation is being completed). The member still owns its
+// partitions and librdkafka takes the new generation by itself: the commit
+// must be tried again until it goes through, not given up (the next owner
+// then redid everything since the last commit: 1,799 duplicates in one
+// churn run on the real broker).
+TEST_F(ConsumerFaults, FinalCommitThatMeetsARebalanceIsTriedAgain) {
+  fill("t", 1, 1000);
+  auto cfg = config("t", "stop-meets-rebalance");
+  cfg.shutdown_timeout = 10000ms;
+  cfg.commit.every_messages = 1000000;
+  cfg.commit.interval = 600s;
+  int handled = 0;
+  kc::Consumer* self = nullptr;
+  kc::Consumer c(cfg, [&](const kc::Message&) {
+    if (++handled == 1000) {
+      rd_kafka_mock_push_request_errors(mock(), kOffsetCommitApiKey, 3, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
+                                        RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
+                                        RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
+      self->stop();
+    }
+    return kc::Outcome::done;
+  });
+  self = &c;
+  const auto started = Clock::now();
+  const auto r = c.run();
+  const auto took = ms_since(started);
+  const auto committed = kc::test::committed_offsets(broker_.bootstrap_servers(), "stop-meets-rebalance", "t", 1);
+  std::printf("MOCK stop meets a rebalance: done %llu, committed %lld, commits ok %llu, failed %llu, run %lld ms\n",
+              static_cast<unsigned long long>(r.stats.done), static_cast<long long>(committed[0]),
+              static_cast<unsigned long long>(r.stats.commits_ok),
+              static_cast<unsigned long long>(r.stats.commits_failed), took);
+  EXPECT_EQ(r.stats.done, 1000u);
+  EXPECT_EQ(committed[0], 1000);
+  EXPECT_EQ(r.stats.commits_failed, 0u) << "a try that met a rebalance is not a failed commit";
+}
+
+// "Illegal generation" while no rebalance is under way: librdkafka takes
+// the assignment as lost (the member was put out of the group) and the
+// partitions may already be another member's. The stop must not keep
+// trying to commit for them until its deadline.
+TEST_F(ConsumerFaults, FinalCommitOfALostAssignmentIsNotTriedAgain) {
+  fill("t", 1, 1000);
+  auto cfg = config("t", "stop-lost");
+  cfg.shutdown_timeout = 10000ms;
+  cfg.commit.every_messages = 1000000;
+  cfg.commit.interval = 600s;
+  int handled = 0;
+  kc::Consumer* self = nullptr;
+  Clock::time_point stopped_at;
+  kc::Consumer c(cfg, [&](const kc::Message&) {
+    if (++handled == 1000) {
+      rd_kafka_mock_push_request_errors(mock(), kOffsetCommitApiKey, 1, RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION);
+      stopped_at = Clock::now();
+      self->stop();
+    }
+    return kc::Outcome::done;
+  });
+  self = &c;
+  const auto r = c.run();
+  const auto took = ms_since(stopped_at);
+  const auto committed = kc::test::committed_offsets(broker_.bootstrap_servers(), "stop-lost", "t", 1);
+  std::printf("MOCK stop with a lost assignment: done %llu, committed %lld, commits failed %llu, run() returned %lld ms after stop()\n",
+              static_cast<unsigned long long>(r.stats.done), static_cast<long long>(committed[0]),
+              static_cast<unsigned long long>(r.stats.commits_failed), took);
+  EXPECT_EQ(r.stats.done, 1000u);
+  EXPECT_EQ(r.stats.commits_failed, 1u);
+  EXPECT_LT(took, 3000) << "the stop's commit must not be retried until its deadline (6.7 s)";
+  EXPECT_EQ(committed[0], -1) << "committed for an assignment librdkafka called lost";
+}
+
 // ------------------------------------------------ commit order
 
 // An asynchronous commit is answered late with a retriable error (librdkafka
