@@ -3,7 +3,7 @@
 #include "kc/error.hpp"
 #include "produce/conf.hpp"
 #include "rdkafka/handles.hpp"
-#include "sink/text.hpp"
+#include "text/text.hpp"
 
 #include <spdlog/spdlog.h>
 

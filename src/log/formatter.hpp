@@ -19,9 +19,4 @@ inline constexpr const char* kTextLogPattern = "%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v";
 /// spdlog formatter it is used under its sink's lock (not thread-safe itself).
 std::unique_ptr<spdlog::formatter> make_log_formatter(LogFormat format);
 
-/// Appends `s` to `out` as the inside of a JSON string: `"` and `\` escaped,
-/// control characters as \n, \t, ... or \u00XX, DEL as \u007f, and each
-/// maximal invalid UTF-8 sequence as \ufffd. Never throws but bad_alloc.
-void append_json_escaped(std::string_view s, spdlog::memory_buf_t& out);
-
 }  // namespace kc::detail

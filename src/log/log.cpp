@@ -34,6 +34,7 @@
 
 #include "kc/error.hpp"
 #include "log/formatter.hpp"
+#include "text/text.hpp"
 
 namespace kc {
 namespace {
@@ -69,52 +70,6 @@ spdlog::level::level_enum to_spdlog(LogLevel l) noexcept {
 
 void append(spdlog::memory_buf_t& out, std::string_view s) {
   out.append(s.data(), s.data() + s.size());
-}
-
-// The number of bytes of the valid UTF-8 sequence starting at s[i], or 0 when
-// it is not one; `bad` is then the length of its maximal invalid subpart
-// (Unicode's "substitution of maximal subparts": one U+FFFD each).
-std::size_t utf8_sequence(std::string_view s, std::size_t i, std::size_t& bad) noexcept {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = byte(i);
-  std::size_t need = 0;
-  unsigned char lo = 0x80;
-  unsigned char hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    need = 1;
-  } else if (c == 0xE0) {
-    need = 2;
-    lo = 0xA0;  // no overlong forms
-  } else if (c == 0xED) {
-    need = 2;
-    hi = 0x9F;  // no surrogates
-  } else if (c >= 0xE1 && c <= 0xEF) {
-    need = 2;
-  } else if (c == 0xF0) {
-    need = 3;
-    lo = 0x90;
-  } else if (c >= 0xF1 && c <= 0xF3) {
-    need = 3;
-  } else if (c == 0xF4) {
-    need = 3;
-    hi = 0x8F;  // nothing above U+10FFFF
-  } else {
-    bad = 1;
-    return 0;
-  }
-  for (std::size_t k = 1; k <= need; ++k) {
-    if (i + k >= s.size()) {
-      bad = k;
-      return 0;
-    }
-    const unsigned char b = byte(i + k);
-    const bool ok = k == 1 ? (b >= lo && b <= hi) : (b >= 0x80 && b <= 0xBF);
-    if (!ok) {
-      bad = k;
-      return 0;
-    }
-  }
-  return need + 1;
 }
 
 // "2024-05-01T10:34:56.789Z". The calendar part is cached per second: the
@@ -175,9 +130,9 @@ class KcFormatter final : public spdlog::formatter {
     const auto& level = spdlog::level::to_string_view(msg.level);
     append(dest, std::string_view(level.data(), level.size()));
     append(dest, R"(","logger":")");
-    detail::append_json_escaped(std::string_view(msg.logger_name.data(), msg.logger_name.size()), dest);
+    detail::append_json_escaped_lossy(dest, std::string_view(msg.logger_name.data(), msg.logger_name.size()));
     append(dest, R"(","msg":")");
-    detail::append_json_escaped(payload, dest);
+    detail::append_json_escaped_lossy(dest, payload);
     append(dest, R"(","thread":)");
     append(dest, std::to_string(msg.thread_id));
     append(dest, "}\n");
@@ -197,43 +152,6 @@ namespace detail {
 
 std::unique_ptr<spdlog::formatter> make_log_formatter(LogFormat format) {
   return std::make_unique<KcFormatter>(format);
-}
-
-void append_json_escaped(std::string_view s, spdlog::memory_buf_t& out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x80) {
-      std::size_t bad = 0;
-      const auto n = utf8_sequence(s, i, bad);
-      if (n == 0) {
-        append(out, "\\ufffd");
-        i += bad;
-      } else {
-        append(out, s.substr(i, n));
-        i += n;
-      }
-      continue;
-    }
-    switch (c) {
-      case '"': append(out, "\\\""); break;
-      case '\\': append(out, "\\\\"); break;
-      case '\n': append(out, "\\n"); break;
-      case '\r': append(out, "\\r"); break;
-      case '\t': append(out, "\\t"); break;
-      case '\b': append(out, "\\b"); break;
-      case '\f': append(out, "\\f"); break;
-      default:
-        if (c < 0x20 || c == 0x7F) {
-          const char esc[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
-          out.append(esc, esc + sizeof esc);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-    ++i;
-  }
 }
 
 }  // namespace detail

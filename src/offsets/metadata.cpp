@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "kc/error.hpp"
-#include "sink/text.hpp"
+#include "text/text.hpp"
 
 namespace kc::detail {
 

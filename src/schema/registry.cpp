@@ -31,7 +31,7 @@
 #include "kc/error.hpp"
 #include "kc/log.hpp"
 #include "kc/schema.hpp"
-#include "sink/text.hpp"
+#include "text/text.hpp"
 
 namespace kc::schema {
 

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "kc/schema.hpp"
-#include "sink/text.hpp"
+#include "text/text.hpp"
 
 namespace kc {
 namespace {

@@ -11,7 +11,7 @@
 #include "kc/decode.hpp"
 #include "kc/error.hpp"
 #include "kc/sink.hpp"
-#include "sink/text.hpp"
+#include "text/text.hpp"
 
 namespace kc {
 namespace {

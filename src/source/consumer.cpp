@@ -22,7 +22,7 @@
 
 #include "kc/error.hpp"
 #include "rdkafka/log.hpp"
-#include "sink/text.hpp"
+#include "text/text.hpp"
 #include "source/consumer_impl.hpp"
 
 namespace kc {

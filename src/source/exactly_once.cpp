@@ -17,7 +17,7 @@
 #include <algorithm>
 
 #include "kc/error.hpp"
-#include "sink/text.hpp"
+#include "text/text.hpp"
 #include "source/consumer_impl.hpp"
 
 namespace kc {

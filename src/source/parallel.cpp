@@ -18,7 +18,7 @@
 
 #include "kc/deadletter.hpp"
 #include "kc/error.hpp"
-#include "sink/text.hpp"
+#include "text/text.hpp"
 #include "source/consumer_impl.hpp"
 
 namespace kc {

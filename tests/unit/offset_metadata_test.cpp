@@ -11,7 +11,7 @@
 #include "kc/error.hpp"
 #include "offsets/metadata.hpp"
 #include "offsets/tracker.hpp"
-#include "sink/text.hpp"
+#include "text/text.hpp"
 #include "unit/offsets_random_walk.hpp"
 
 using kc::detail::decode_done_offsets;

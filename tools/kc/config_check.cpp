@@ -25,7 +25,7 @@
 #include "kc/error.hpp"
 #include "kc/log.hpp"
 #include "kc/schema.hpp"
-#include "log/formatter.hpp"
+#include "text/text.hpp"
 #include "rdkafka/handles.hpp"
 
 extern char** environ;
@@ -129,7 +129,7 @@ std::string toml_key(std::string_view key) {
 
 std::string json_string(std::string_view s) {
   spdlog::memory_buf_t buf;
-  detail::append_json_escaped(s, buf);
+  detail::append_json_escaped_lossy(buf, s);
   return "\"" + std::string(buf.data(), buf.size()) + "\"";
 }
 

@@ -49,7 +49,7 @@
 #include "progress.hpp"
 #include "rdkafka/handles.hpp"
 #include "rdkafka/log.hpp"
-#include "sink/text.hpp"
+#include "text/text.hpp"
 
 extern char** environ;
 

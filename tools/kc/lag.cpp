@@ -35,7 +35,7 @@
 #include "kc/log.hpp"
 #include "rdkafka/handles.hpp"
 #include "rdkafka/log.hpp"
-#include "sink/text.hpp"
+#include "text/text.hpp"
 
 extern char** environ;
 

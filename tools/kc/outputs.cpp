@@ -9,7 +9,7 @@
 #include "kc/postgres_sink.hpp"
 #include "kc/producer.hpp"
 #include "kc/sqlite_sink.hpp"
-#include "sink/text.hpp"
+#include "text/text.hpp"
 
 namespace kc::tool {
 

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "schema/avro/internal.hpp"
+#include "text/text.hpp"
 
 namespace kc::schema::detail::avro {
 namespace {
@@ -310,19 +311,6 @@ bool render_decimal(std::string_view raw, std::int32_t scale, std::string& text,
 
 // --- builders ---
 
-constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-constexpr std::array<bool, 256> make_escape_table() {
-  std::array<bool, 256> t{};
-  for (int i = 0; i < 0x20; ++i) {
-    t[static_cast<std::size_t>(i)] = true;
-  }
-  t['"'] = true;
-  t['\\'] = true;
-  return t;
-}
-constexpr auto kNeedsEscape = make_escape_table();
-
 // Scratch for reordering resolved records in JSON text; per thread, reused.
 struct JsonScratch {
   std::vector<std::size_t> marks;
@@ -365,29 +353,7 @@ class JsonBuilder {
   }
   void string(std::string_view s) {
     out_ += '"';
-    std::size_t start = 0;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-      const auto ch = static_cast<unsigned char>(s[i]);
-      if (!kNeedsEscape[ch]) {
-        continue;
-      }
-      out_.append(s.data() + start, i - start);
-      start = i + 1;
-      switch (ch) {
-        case '"': out_.append("\\\"", 2); break;
-        case '\\': out_.append("\\\\", 2); break;
-        case '\n': out_.append("\\n", 2); break;
-        case '\r': out_.append("\\r", 2); break;
-        case '\t': out_.append("\\t", 2); break;
-        case '\b': out_.append("\\b", 2); break;
-        case '\f': out_.append("\\f", 2); break;
-        default: {
-          const char esc[6] = {'\\', 'u', '0', '0', "0123456789abcdef"[ch >> 4], "0123456789abcdef"[ch & 15]};
-          out_.append(esc, 6);
-        }
-      }
-    }
-    out_.append(s.data() + start, s.size() - start);
+    kc::detail::append_json_escaped(out_, s);
     out_ += '"';
   }
   // Text known to need no escaping (dates, decimals).
@@ -397,30 +363,9 @@ class JsonBuilder {
     out_ += '"';
   }
   void blob(std::string_view in) {
-    const std::size_t at = out_.size();
-    out_.resize(at + 2 + (in.size() + 2) / 3 * 4);
-    char* o = out_.data() + at;
-    *o++ = '"';
-    std::size_t i = 0;
-    const auto u = [&](std::size_t k) { return std::uint32_t(static_cast<std::uint8_t>(in[k])); };
-    for (; i + 3 <= in.size(); i += 3) {
-      const std::uint32_t n = (u(i) << 16) | (u(i + 1) << 8) | u(i + 2);
-      *o++ = kBase64[(n >> 18) & 63];
-      *o++ = kBase64[(n >> 12) & 63];
-      *o++ = kBase64[(n >> 6) & 63];
-      *o++ = kBase64[n & 63];
-    }
-    if (const std::size_t rest = in.size() - i; rest > 0) {
-      std::uint32_t n = u(i) << 16;
-      if (rest == 2) {
-        n |= u(i + 1) << 8;
-      }
-      *o++ = kBase64[(n >> 18) & 63];
-      *o++ = kBase64[(n >> 12) & 63];
-      *o++ = rest == 2 ? kBase64[(n >> 6) & 63] : '=';
-      *o++ = '=';
-    }
-    *o = '"';
+    out_ += '"';
+    kc::detail::append_base64(out_, in);
+    out_ += '"';
   }
   void symbol(const Node& n, std::uint32_t i) { out_.append(n.symbols_json[i]); }
 

@@ -13,7 +13,7 @@
 
 #include "kc/error.hpp"
 #include "schema/avro/internal.hpp"
-#include "sink/text.hpp"
+#include "text/text.hpp"
 
 namespace kc::schema::detail::avro {
 namespace {

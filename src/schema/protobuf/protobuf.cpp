@@ -27,7 +27,7 @@
 #include <unordered_map>
 
 #include "kc/error.hpp"
-#include "sink/text.hpp"
+#include "text/text.hpp"
 
 namespace kc::schema::detail::protobuf {
 
