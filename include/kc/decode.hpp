@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "kc/message.hpp"
+#include "kc/types.hpp"
 
 namespace kc {
 

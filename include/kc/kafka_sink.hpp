@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "kc/exactly_once.hpp"
-#include "kc/message.hpp"
+#include "kc/types.hpp"
 
 namespace kc {
 

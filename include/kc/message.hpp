@@ -14,8 +14,6 @@ struct rd_kafka_headers_s;
 
 namespace kc {
 
-using Bytes = std::span<const std::byte>;
-
 /// A record header: name and value. `value` is nullopt for a header with a
 /// null value (distinct from an empty one).
 struct Header {
@@ -69,9 +67,5 @@ class Message {
   const rd_kafka_message_s* m_;
   int attempt_;
 };
-
-inline std::string_view as_text(Bytes b) noexcept {
-  return {reinterpret_cast<const char*>(b.data()), b.size()};
-}
 
 }  // namespace kc

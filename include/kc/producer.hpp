@@ -18,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include "kc/message.hpp"
+#include "kc/types.hpp"
 
 namespace kc {
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "kc/decode.hpp"
-#include "kc/message.hpp"
+#include "kc/types.hpp"
 
 namespace kc {
 

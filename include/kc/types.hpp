@@ -2,11 +2,23 @@
 #pragma once
 
 #include <compare>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
+#include <string_view>
 
 namespace kc {
+
+/// Bytes of a record (key, value, header value) or of a serialized payload:
+/// a view, valid as long as what it was taken from.
+using Bytes = std::span<const std::byte>;
+
+/// The same bytes as text (no copy, no check that they are UTF-8).
+inline std::string_view as_text(Bytes b) noexcept {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
 
 /// A partition number. A strong type so it cannot be mixed up with an offset.
 enum class Partition : std::int32_t {};

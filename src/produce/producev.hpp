@@ -13,7 +13,7 @@
 #include <string>
 #include <utility>
 
-#include "kc/message.hpp"
+#include "kc/types.hpp"
 #include "kc/producer.hpp"
 
 namespace kc::detail {

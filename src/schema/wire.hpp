@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "kc/message.hpp"
+#include "kc/types.hpp"
 
 namespace kc::schema::detail {
 
