@@ -19,7 +19,7 @@ std::string label(ProblemKind kind, const std::string& subject) {
   return subject.empty() ? std::string(to_string(kind)) : std::string(to_string(kind)) + " " + subject;
 }
 
-long long seconds(std::chrono::steady_clock::duration d) {
+long long whole_seconds(std::chrono::steady_clock::duration d) {
   return static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
 }
 
@@ -68,7 +68,7 @@ void Problems::clear(ProblemKind kind, const std::string& subject) {
   if (it == active_.end()) {
     return;
   }
-  spdlog::info("kc: {}: resolved after {} s", label(kind, subject), seconds(Clock::now() - it->second.since));
+  spdlog::info("kc: {}: resolved after {} s", label(kind, subject), whole_seconds(Clock::now() - it->second.since));
   active_.erase(it);
   publish();
 }
@@ -78,7 +78,7 @@ void Problems::clear_all(ProblemKind kind) {
   for (auto it = active_.begin(); it != active_.end();) {
     if (it->first.first == kind) {
       spdlog::info("kc: {}: resolved after {} s", label(kind, it->first.second),
-                   seconds(Clock::now() - it->second.since));
+                   whole_seconds(Clock::now() - it->second.since));
       it = active_.erase(it);
       changed = true;
     } else {
@@ -110,14 +110,14 @@ std::optional<std::string> Problems::overdue(Clock::time_point now, std::chrono:
     return std::nullopt;
   }
   return fmt::format("{} for {} s (health.fatal_after_ms {}): {}", label(oldest->first.first, oldest->first.second),
-                     seconds(now - oldest->second.since), after.count(), oldest->second.text);
+                     whole_seconds(now - oldest->second.since), after.count(), oldest->second.text);
 }
 
 void Problems::remind(Clock::time_point now) {
   for (auto& [key, e] : active_) {
     if (now - e.logged >= kRemindEvery) {
       spdlog::error("kc: {}: still, for {} s ({} times since the last line): {}", label(key.first, key.second),
-                    seconds(now - e.since), e.repeats, e.text);
+                    whole_seconds(now - e.since), e.repeats, e.text);
       e.logged = now;
       e.repeats = 0;
     }

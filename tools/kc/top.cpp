@@ -177,7 +177,7 @@ std::string number(std::optional<double> v) {
   return fmt::format("{:.3g}", *v);
 }
 
-std::string seconds(std::optional<Quantile> q) {
+std::string as_seconds(std::optional<Quantile> q) {
   if (!q) {
     return "-";
   }
@@ -274,7 +274,7 @@ class View {
         over = "last interval";
       }
     }
-    out_ += fmt::format("{} p50 {}  p99 {}  ({})\n", label, seconds(quantile(now, 0.5)), seconds(quantile(now, 0.99)),
+    out_ += fmt::format("{} p50 {}  p99 {}  ({})\n", label, as_seconds(quantile(now, 0.5)), as_seconds(quantile(now, 0.99)),
                         over);
   }
 
@@ -326,7 +326,7 @@ class View {
 };
 
 // Sleeps until `until` or a signal.
-void sleep_until(Clock::time_point until) {
+void sleep_until_or_stop(Clock::time_point until) {
   while (!g_stop && Clock::now() < until) {
     std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(50)));
   }
@@ -386,7 +386,7 @@ int run_top(const TopOptions& o) {
     if (o.iterations && views >= *o.iterations) {
       break;
     }
-    sleep_until(at + interval);
+    sleep_until_or_stop(at + interval);
   }
   curl_global_cleanup();
   if (o.iterations && views > 0 && failures == views) {
