@@ -38,7 +38,7 @@
 #include <vector>
 
 #include "kc/consumer.hpp"
-#include "kc/deadletter.hpp"
+#include "kc/retry.hpp"
 #include "kc/embedded.hpp"
 #include "kc/error.hpp"
 #include "kc/log.hpp"

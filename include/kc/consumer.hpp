@@ -28,7 +28,7 @@ namespace kc {
 /// records of one partition (partition mode) or one key (key mode) at once.
 /// The Message is valid during the call. Return Outcome::done when the
 /// record is processed.
-/// Failures (see kc/deadletter.hpp): kc::PermanentError, kc::DecodeError or
+/// Failures (see kc/retry.hpp): kc::PermanentError, kc::DecodeError or
 /// Outcome::dead mean dead at once; kc::RetriableError, Outcome::retry and by
 /// default any other exception mean retry: the partition is paused, the
 /// record is called again after a backoff (Message::attempt() counts), up to

@@ -6,7 +6,7 @@
 #include <random>
 #include <string>
 
-#include "kc/deadletter.hpp"
+#include "kc/retry.hpp"
 
 namespace kc::detail {
 

@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include "kc/deadletter.hpp"
+#include "kc/retry.hpp"
 #include "kc/error.hpp"
 
 namespace kc::detail {

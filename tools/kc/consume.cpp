@@ -27,7 +27,7 @@
 #include "kc/embedded.hpp"
 #include "outputs.hpp"
 #include "kc/consumer.hpp"
-#include "kc/deadletter.hpp"
+#include "kc/retry.hpp"
 #include "kc/decode.hpp"
 #include "kc/error.hpp"
 #include "kc/log.hpp"
