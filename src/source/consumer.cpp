@@ -23,6 +23,7 @@
 #include "kc/error.hpp"
 #include "rdkafka/log.hpp"
 #include "text/text.hpp"
+#include "source/conf.hpp"
 #include "source/consumer_impl.hpp"
 
 namespace kc {
@@ -133,32 +134,7 @@ void Consumer::Impl::build() {
   }
 
   detail::ConfPtr conf(rd_kafka_conf_new());
-  detail::conf_set(conf.get(), "bootstrap.servers", bootstrap);
-  detail::conf_set(conf.get(), "group.id", config.group);
-  detail::conf_set(conf.get(), "auto.offset.reset", config.from_beginning ? "earliest" : "latest");
-  const bool consumer_protocol = config.librdkafka.contains("group.protocol") &&
-                                 config.librdkafka.at("group.protocol") == "consumer";
-  if (!consumer_protocol && !config.librdkafka.contains("partition.assignment.strategy")) {
-    // Fewer partition movements than eager; KIP-848 assigns on the broker instead.
-    detail::conf_set(conf.get(), "partition.assignment.strategy", "cooperative-sticky");
-  }
-  // librdkafka's default (1000 ms) stops fetching for a whole second each
-  // time the local queue is above queued.min.messages: a handler that is
-  // only slightly slower than the network then idles most of the time
-  // (measured: 270k/s instead of 1.3M/s with JSON decoding). 10 ms keeps the
-  // queue fed; the queue's size limits still bound memory.
-  detail::conf_set(conf.get(), "fetch.queue.backoff.ms", "10");
-  // A partition resumed after a retry joins the next fetch request; with the
-  // default 500 ms long poll, a quiet topic delays every retry by up to that.
-  detail::conf_set(conf.get(), "fetch.wait.max.ms", "100");
-  // Records of transactions count only once committed (librdkafka's
-  // default too; explicit because exactly-once depends on it).
-  detail::conf_set(conf.get(), "isolation.level", "read_committed");
-  if (config.metrics.statistics_interval.count() > 0) {
-    // Lag, fetch queues and broker round trips for /metrics.
-    detail::conf_set(conf.get(), "statistics.interval.ms", std::to_string(config.metrics.statistics_interval.count()));
-  }
-  for (const auto& [k, v] : config.librdkafka) {
+  for (const auto& [k, v] : detail::consumer_conf(config, bootstrap)) {
     detail::conf_set(conf.get(), k, v);
   }
   {
@@ -173,10 +149,6 @@ void Consumer::Impl::build() {
       rd_kafka_conf_set_stats_cb(conf.get(), stats_trampoline);
     }
   }
-  // Set last: kc owns these (validated false above); at-least-once depends on them.
-  detail::conf_set(conf.get(), "enable.auto.commit", "false");
-  detail::conf_set(conf.get(), "enable.auto.offset.store", "false");
-  detail::conf_set(conf.get(), "log.queue", "true");
   rd_kafka_conf_set_log_cb(conf.get(), consumer_log);
   rd_kafka_conf_set_rebalance_cb(conf.get(), rebalance_trampoline);
   rd_kafka_conf_set_error_cb(conf.get(), error_trampoline);
