@@ -25,8 +25,10 @@ struct DecodedValue {
 
 /// A destination for records. write() may buffer; flush() makes everything
 /// written so far durable as far as the sink can (for files: handed to the
-/// kernel with write(2), whole lines only). The consumer calls flush() before
-/// every commit, so a committed offset is never ahead of the sink.
+/// kernel with write(2), whole lines only). kc::Consumer does not know the
+/// sink: whoever wires the two calls flush() from the consumer's
+/// `before_commit` hook (as `kc consume` does), so a committed offset is
+/// never ahead of the sink.
 /// Threads: one thread at a time. Errors: kc::Error (errc::io) from write()
 /// and flush(); a failed write must stop the consumer, not be skipped.
 class Sink {
