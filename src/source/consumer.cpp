@@ -1016,18 +1016,16 @@ bool Consumer::Impl::seek_now(const TopicPartition& tp, std::int64_t offset) {
 }
 
 void Consumer::Impl::fail(PartitionState& st, const rd_kafka_message_t* m, int attempt, const detail::Failure& f) {
-  if (eos && dlq && (!f.retriable || attempt >= config.retry.max_attempts || config.retry.use_topics)) {
-    eos_fail(st, m, attempt, f);
+  const auto action = detail::route(config.retry, dlq != nullptr, f, attempt);
+  if (eos && (action == detail::FailureAction::retry_topic || action == detail::FailureAction::dead_letter)) {
+    eos_fail(st, m, attempt, f, action);
     return;
   }
-  if (f.retriable && attempt < config.retry.max_attempts && config.retry.use_topics) {
+  if (action == detail::FailureAction::retry_topic) {
     // Non-blocking: forward to the retry topic of this level; the record is
     // done once that copy is acknowledged, and the partition goes on.
     const auto delay = backoff.delay(config.retry, attempt + 1);
-    std::string origin = st.retry_topic ? header_text(m, kHeaderRetryTopic) : st.tp.topic;
-    if (origin.empty()) {
-      origin = st.tp.topic;
-    }
+    const auto origin = detail::retry_origin(st.tp.topic, st.retry_topic, header_text(m, kHeaderRetryTopic));
     const auto topic = config.retry.retry_topic_for(origin, attempt);
     const auto due = detail::epoch_ms_now() + delay.count();
     dlq->write_retry(m, topic, attempt + 1, due, origin);
@@ -1038,7 +1036,7 @@ void Consumer::Impl::fail(PartitionState& st, const rd_kafka_message_t* m, int a
                  delay.count());
     return;
   }
-  if (f.retriable && attempt < config.retry.max_attempts) {
+  if (action == detail::FailureAction::retry_in_place) {
     const auto delay = backoff.delay(config.retry, attempt + 1);
     wait_for(st, m->offset, attempt + 1, Clock::now() + delay);
     ++stats.retried;
@@ -1048,7 +1046,7 @@ void Consumer::Impl::fail(PartitionState& st, const rd_kafka_message_t* m, int a
     return;
   }
   st.retry_offset = -1;
-  if (!dlq) {
+  if (action == detail::FailureAction::halt) {
     halt(st, m->offset, f.type + ": " + f.message);
     return;
   }

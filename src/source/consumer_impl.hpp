@@ -28,6 +28,7 @@
 #include "offsets/tracker.hpp"
 #include "rdkafka/handles.hpp"
 #include "retry/backoff.hpp"
+#include "retry/router.hpp"
 #include "source/consumer_metrics.hpp"
 #include "source/problems.hpp"
 
@@ -317,7 +318,8 @@ struct Consumer::Impl {
   bool eos_record_begin(PartitionState& st);
   bool eos_record_end(bool keep);
   bool eos_commit();
-  void eos_fail(PartitionState& st, const rd_kafka_message_t* m, int attempt, const detail::Failure& f);
+  void eos_fail(PartitionState& st, const rd_kafka_message_t* m, int attempt, const detail::Failure& f,
+                detail::FailureAction action);
   // Dead letters forwarded into the open transaction, by their topic's
   // series: counted as dead-lettered once it commits.
   std::vector<detail::TopicMetrics*> forwarded_dead_metrics;

@@ -192,17 +192,14 @@ bool Consumer::Impl::eos_commit() {
 // back with everything else. A sink that cannot forward: the copy is
 // produced here and the partition waits (dlq_hold, paused, nothing past the
 // record processed) for its acknowledgement.
-void Consumer::Impl::eos_fail(PartitionState& st, const rd_kafka_message_t* m, int attempt,
-                              const detail::Failure& f) {
-  const bool to_retry_topic = f.retriable && attempt < config.retry.max_attempts && config.retry.use_topics;
+void Consumer::Impl::eos_fail(PartitionState& st, const rd_kafka_message_t* m, int attempt, const detail::Failure& f,
+                              detail::FailureAction action) {
+  const bool to_retry_topic = action == detail::FailureAction::retry_topic;
   std::unique_ptr<detail::DeadLetterWriter::Entry> copy;
   std::string where;
   if (to_retry_topic) {
     const auto delay = backoff.delay(config.retry, attempt + 1);
-    std::string origin = st.retry_topic ? detail::header_text(m, kHeaderRetryTopic) : st.tp.topic;
-    if (origin.empty()) {
-      origin = st.tp.topic;
-    }
+    const auto origin = detail::retry_origin(st.tp.topic, st.retry_topic, detail::header_text(m, kHeaderRetryTopic));
     where = config.retry.retry_topic_for(origin, attempt);
     copy = dlq->make_retry(m, where, attempt + 1, detail::epoch_ms_now() + delay.count(), origin);
     ++stats.retried;

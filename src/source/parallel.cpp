@@ -291,8 +291,8 @@ void Consumer::Impl::on_completion(detail::CompletionResult&& r) {
   }
   rd_kafka_message_t* m = k.msg;
   const int attempt = k.attempt;
-  const bool again = f.retriable && attempt < config.retry.max_attempts;
-  if (again && !config.retry.use_topics) {
+  const auto action = detail::route(config.retry, dlq != nullptr, f, attempt);
+  if (action == detail::FailureAction::retry_in_place) {
     // In place: the record holds its key (key mode), its partition (partition
     // mode) or only itself (unordered) while it backs off; the rest flows.
     const auto delay = backoff.delay(config.retry, attempt + 1);
@@ -304,7 +304,7 @@ void Consumer::Impl::on_completion(detail::CompletionResult&& r) {
                  offset, f.type, f.message, attempt + 1, config.retry.max_attempts, delay.count());
     return;
   }
-  if (!again && !dlq) {
+  if (action == detail::FailureAction::halt) {
     // No dead-letter topic: the record stays not done, holding the commit
     // point, and blocks its key (key mode) or partition for this run.
     dispatcher->hold(st->pid, offset, Clock::time_point::max());
