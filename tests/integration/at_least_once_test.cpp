@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <map>
 #include <numeric>
-#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -23,6 +22,7 @@
 #include "support/jsonl.hpp"
 #include "support/kafka.hpp"
 #include "support/kc_tool.hpp"
+#include "support/kill9.hpp"
 #include "support/subprocess.hpp"
 
 namespace kc::test {
@@ -98,13 +98,8 @@ TEST(KillNine, LosesNothingAndDuplicatesStayWithinCommitPolicy) {
   constexpr auto kNothingToDo = 3s;
 
   const auto bs = bootstrap();
-  const auto tool = kc_tool_path();
   const auto topic = unique_name("kc-it-kill9");
   const auto group = unique_name("kc-it-kill9-g");
-  const unsigned seed = test_seed();
-  std::printf("KILL9: seed=%u (KC_TEST_SEED=%u repeats the kill delays)\n", seed, seed);
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> delay_ms(0, kMaxKillDelayMs);
 
   create_topic(bs, topic, kPartitions);
   ASSERT_EQ(produce(bs, topic, kRecords, even_spread()), kRecords);
@@ -112,57 +107,23 @@ TEST(KillNine, LosesNothingAndDuplicatesStayWithinCommitPolicy) {
   ASSERT_EQ(sum(hw), static_cast<std::int64_t>(kRecords)) << "high watermarks " << join(hw);
 
   TempDir dir("kc-kill9");
-  // Every run appends to the same file, as an operator restarting kc would:
-  // a kill can cut a write(2) short mid-line, and the next run must drop
-  // that fragment (its record was never committed) before it appends.
-  const auto sink = dir / "sink.jsonl";
-  int kills = 0;
-  for (int run = 0; run <= kKills; ++run) {
-    const bool last = run == kKills;
-    const auto name = "run-" + std::to_string(run);
-    // A killed member stays in the group until its session times out; the
-    // broker's minimum (6 s) keeps each restart short.
-    // clang-format off
-    std::vector<std::string> extra = {"--commit-every", std::to_string(kCommitEvery),
-                                      "-X", "session.timeout.ms=6000",
-                                      "-X", "heartbeat.interval.ms=1000"};
-    // clang-format on
-    if (last) {
-      extra.insert(extra.end(), {"--idle-exit-ms", "5000"});
-    }
-    const auto size_before = file_size_or_zero(sink);
-    Subprocess kc(tool, consume_args(bs, group, topic, sink, "string", extra), dir / (name + ".out"), dir / (name + ".err"));
-    if (last) {
-      const auto st = kc.wait(120s);
-      ASSERT_TRUE(st.has_value()) << "the last run did not exit within 120 s" << describe(kc);
-      ASSERT_TRUE(st->ok()) << "the last run failed" << describe(kc);
-      std::printf("KILL9: run %d exited when idle: %zu lines\n", run, count_lines(sink));
-      break;
-    }
-    // Polled every millisecond: at ~500 k records/s a late look means a late kill.
-    ASSERT_TRUE(
-        wait_until([&] { return !owned_partitions(kc.stderr_text(), topic).empty() || !kc.running(); }, 60s, 1ms))
-        << "run " << run << " got no assignment within 60 s" << describe(kc);
-    const auto assigned_at = std::chrono::steady_clock::now();
-    const bool flowing = wait_until([&] { return file_size_or_zero(sink) > size_before || !kc.running(); }, kNothingToDo, 1ms);
-    ASSERT_TRUE(kc.running()) << "run " << run << " ended before it could be killed" << describe(kc);
-    const int delay = flowing ? delay_ms(rng) : 0;
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay));
-    kc.signal(SIGKILL);
-    const auto killed_at = std::chrono::steady_clock::now();
-    const auto st = kc.wait(10s);
-    ASSERT_TRUE(st.has_value() && st->killed_by(SIGKILL)) << "run " << run << " was not killed" << describe(kc);
-    ++kills;
-    std::printf(
-        "KILL9: run %d killed %lld ms after its assignment (%s, +%d ms): %zu lines\n", run,
-        static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(killed_at - assigned_at).count()),
-        flowing ? "records were flowing" : "it had nothing to do", delay, count_lines(sink));
-    std::fflush(stdout);
-  }
+  // A killed member stays in the group until its session times out; the
+  // broker's minimum (6 s) keeps each restart short.
+  const KillNineOptions options{
+      .extra = {"--commit-every", std::to_string(kCommitEvery), "-X", "session.timeout.ms=6000", "-X",
+                "heartbeat.interval.ms=1000"},
+      .kills = kKills,
+      .max_kill_delay_ms = kMaxKillDelayMs,
+      .nothing_to_do = kNothingToDo,
+      .last_timeout = 120s,
+  };
+  KillNineRuns runs;
+  ASSERT_NO_FATAL_FAILURE(run_kill_nine("KILL9", bs, group, topic, dir.path(), options, runs));
+  const int kills = runs.kills;
 
   // Whole lines only: a fragment left by a kill must have been dropped by
   // the next run (read_jsonl throws on a partial or malformed line).
-  const auto records = read_jsonl(sink);
+  const auto records = read_jsonl(runs.sink);
   const auto c = coverage(records, topic, hw);
   const std::uint64_t bound = static_cast<std::uint64_t>(kills) * kBoundPerKill;
   std::printf("KILL9: records=%llu kills=%d lines=%llu missing=%llu duplicates=%llu bound=%llu\n",

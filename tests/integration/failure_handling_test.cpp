@@ -259,72 +259,6 @@ std::string check_dead_letter(const Record& dead, const Record& source, const st
   return bad;
 }
 
-// ---------------------------------------------------------------- kc consume
-
-// One line of kc's jsonl sink, read without a JSON library: the sink writes
-// the fields in a fixed order (topic, partition, offset, timestamp, key,
-// headers, value) with every string escaped, so the first `"partition":`,
-// `"offset":` and `"value":` are the record's own, and the value (a JSON
-// document for --value-format json) runs to the line's closing brace.
-struct SinkLine {
-  std::int32_t partition = -1;
-  std::int64_t offset = -1;
-  std::string value;  // the raw JSON text after "value": ("null" for a null value)
-};
-
-std::optional<SinkLine> parse_sink_line(std::string_view line) {
-  auto number = [&](std::string_view field) -> std::optional<std::int64_t> {
-    const auto at = line.find(field);
-    if (at == std::string_view::npos) {
-      return std::nullopt;
-    }
-    std::size_t pos = at + field.size();
-    std::int64_t v = 0;
-    bool any = false;
-    while (pos < line.size() && line[pos] >= '0' && line[pos] <= '9') {
-      v = v * 10 + (line[pos++] - '0');
-      any = true;
-    }
-    return any ? std::optional<std::int64_t>(v) : std::nullopt;
-  };
-  const auto p = number("\"partition\":");
-  const auto o = number("\"offset\":");
-  const auto v = line.find("\"value\":");
-  if (!p || !o || v == std::string_view::npos || line.empty() || line.back() != '}') {
-    return std::nullopt;
-  }
-  SinkLine out;
-  out.partition = static_cast<std::int32_t>(*p);
-  out.offset = *o;
-  out.value = std::string(line.substr(v + 8, line.size() - (v + 8) - 1));
-  return out;
-}
-
-// Every line of a sink file; a line that is not a complete record (or a last
-// line without '\n') throws.
-std::vector<SinkLine> read_sink(const std::filesystem::path& path) {
-  const std::string text = read_file(path);
-  if (!text.empty() && text.back() != '\n') {
-    throw Failure("sink " + path.string() + " ends with a partial line");
-  }
-  std::vector<SinkLine> out;
-  std::size_t pos = 0;
-  std::size_t line_no = 0;
-  while (pos < text.size()) {
-    const auto nl = text.find('\n', pos);
-    const std::string_view line(text.data() + pos, nl - pos);
-    pos = nl + 1;
-    ++line_no;
-    auto parsed = parse_sink_line(line);
-    if (!parsed) {
-      throw Failure("sink " + path.string() + " line " + std::to_string(line_no) + " is not a record: '" +
-                    std::string(line.substr(0, 300)) + "'");
-    }
-    out.push_back(std::move(*parsed));
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------- 100k with failures
 
 // 100,000 JSON records over 4 partitions, with binary keys, binary and null
@@ -1027,9 +961,9 @@ TEST(DeadLetters, KillNineWhileWritingLosesNothing) {
 
   std::map<std::pair<std::int32_t, std::int64_t>, int> sink_seen;
   std::uint64_t sink_wrong = 0;
-  for (const auto& l : read_sink(sink)) {
+  for (const auto& l : read_jsonl(sink)) {
     const auto it = by_pos.find({l.partition, l.offset});
-    if (it == by_pos.end() || malformed_at(*it->second) || l.value != *it->second->value) {
+    if (it == by_pos.end() || malformed_at(*it->second) || l.value_json != *it->second->value) {
       ++sink_wrong;
       continue;
     }
@@ -1171,11 +1105,11 @@ TEST(BadInput, NullEmptyInvalidUtf8AndLargeHeadersNeverCrash) {
   std::vector<int> in_sink(cases.size(), 0);
   std::vector<int> in_dlq(cases.size(), 0);
   std::vector<std::string> sink_value(cases.size());
-  for (const auto& l : read_sink(sink)) {
+  for (const auto& l : read_jsonl(sink)) {
     ASSERT_TRUE(l.partition == 0 && l.offset >= 0 && l.offset < static_cast<std::int64_t>(cases.size()))
         << "sink line for p" << l.partition << " o" << l.offset;
     ++in_sink[static_cast<std::size_t>(l.offset)];
-    sink_value[static_cast<std::size_t>(l.offset)] = l.value;
+    sink_value[static_cast<std::size_t>(l.offset)] = l.value_json;
   }
   const auto sink_text = read_file(sink);
   const auto dead = read_topic(bs, dlq_topic);

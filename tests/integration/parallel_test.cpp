@@ -19,7 +19,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -40,6 +39,7 @@
 #include "support/jsonl.hpp"
 #include "support/kafka.hpp"
 #include "support/kc_tool.hpp"
+#include "support/kill9.hpp"
 #include "support/parallel.hpp"
 #include "support/records.hpp"
 #include "support/subprocess.hpp"
@@ -248,73 +248,33 @@ TEST(ParallelKillNine, AsyncKeyOrderedLosesNothing) {
   constexpr auto kNothingToDo = 5s;
 
   const auto bs = bootstrap();
-  const auto tool = kc_tool_path();
   const auto topic = unique_name("kc-it-par-kill9");
   const auto group = unique_name("kc-it-par-kill9-g");
-  const unsigned seed = test_seed();
-  std::printf("PARKILL9: seed=%u (KC_TEST_SEED=%u repeats the kill delays)\n", seed, seed);
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> delay_ms(0, kMaxKillDelayMs);
   create_topic(bs, topic, kPartitions);
   produce_spread(bs, topic, kRecords, kPartitions, kKeys);
   const auto hw = high_watermarks(bs, topic, kPartitions);
   ASSERT_EQ(sum(hw), kRecords) << "high watermarks " << join(hw);
 
   TempDir dir("kc-par-kill9");
-  const auto sink = dir / "sink.jsonl";
-  std::vector<std::size_t> run_first_line;  // the sink's complete lines when each run started
-  int kills = 0;
-  long long last_skipped = -1;
-  for (int run = 0; run <= kKills; ++run) {
-    const bool last = run == kKills;
-    const auto name = "run-" + std::to_string(run);
-    // clang-format off
-    std::vector<std::string> extra = {"--ordering", "key",
-                                      "--simulate-latency-ms", "2", "--simulate-latency-jitter-ms", "5",
-                                      "--max-in-flight", "500",
-                                      "-X", "session.timeout.ms=6000",
-                                      "-X", "heartbeat.interval.ms=1000"};
-    // clang-format on
-    if (last) {
-      extra.insert(extra.end(), {"--idle-exit-ms", "5000"});
-    }
-    run_first_line.push_back(count_lines(sink));
-    const auto size_before = file_size_or_zero(sink);
-    Subprocess kc(tool, consume_args(bs, group, topic, sink, "string", extra), dir / (name + ".out"),
-                  dir / (name + ".err"));
-    if (last) {
-      const auto st = kc.wait(180s);
-      ASSERT_TRUE(st.has_value()) << "the last run did not exit within 180 s" << describe(kc);
-      ASSERT_TRUE(st->ok()) << "the last run failed" << describe(kc);
-      last_skipped = summary_skipped(kc.stderr_text());
-      std::printf("PARKILL9: run %d exited when idle: %zu lines, summary skipped %lld\n", run, count_lines(sink),
-                  last_skipped);
-      break;
-    }
-    ASSERT_TRUE(
-        wait_until([&] { return !owned_partitions(kc.stderr_text(), topic).empty() || !kc.running(); }, 60s, 1ms))
-        << name << " got no assignment within 60 s" << describe(kc);
-    const auto assigned_at = Clock::now();
-    const bool flowing =
-        wait_until([&] { return file_size_or_zero(sink) > size_before || !kc.running(); }, kNothingToDo, 1ms);
-    ASSERT_TRUE(kc.running()) << name << " ended before it could be killed" << describe(kc);
-    const int delay = flowing ? delay_ms(rng) : 0;
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay));
-    kc.signal(SIGKILL);
-    const auto killed_at = Clock::now();
-    const auto st = kc.wait(10s);
-    ASSERT_TRUE(st.has_value() && st->killed_by(SIGKILL)) << name << " was not killed" << describe(kc);
-    ++kills;
-    std::printf("PARKILL9: run %d killed %lld ms after its assignment (%s, +%d ms): %zu lines\n", run,
-                ms_between(assigned_at, killed_at), flowing ? "records were flowing" : "it had nothing to do", delay,
-                count_lines(sink));
-    std::fflush(stdout);
-  }
+  const KillNineOptions options{
+      .extra = {"--ordering", "key", "--simulate-latency-ms", "2", "--simulate-latency-jitter-ms", "5",
+                "--max-in-flight", "500", "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000"},
+      .kills = kKills,
+      .max_kill_delay_ms = kMaxKillDelayMs,
+      .nothing_to_do = kNothingToDo,
+      .last_timeout = 180s,
+      .last_run_note =
+          [](const std::string& log) { return ", summary skipped " + std::to_string(summary_skipped(log)); },
+  };
+  KillNineRuns runs;
+  ASSERT_NO_FATAL_FAILURE(run_kill_nine("PARKILL9", bs, group, topic, dir.path(), options, runs));
+  const long long last_skipped = summary_skipped(runs.last_log);
 
-  const auto lines = read_jsonl(sink);
+  const auto lines = read_jsonl(runs.sink);
   const auto c = coverage(lines, topic, hw);
   // Key order within each run: the lines a run wrote are [first line of the
   // run, first line of the next).
+  auto run_first_line = runs.first_line;
   run_first_line.push_back(lines.size());
   std::uint64_t order_breaks = 0;
   std::string first_break;
@@ -341,11 +301,11 @@ TEST(ParallelKillNine, AsyncKeyOrderedLosesNothing) {
   std::printf(
       "PARKILL9: records=%d kills=%d lines=%llu missing=%llu duplicates=%llu out_of_range=%llu "
       "key_order_breaks_within_a_run=%llu last_run_skipped=%lld committed=%s hw=%s\n",
-      kRecords, kills, static_cast<unsigned long long>(c.lines), static_cast<unsigned long long>(c.missing),
+      kRecords, runs.kills, static_cast<unsigned long long>(c.lines), static_cast<unsigned long long>(c.missing),
       static_cast<unsigned long long>(c.duplicates), static_cast<unsigned long long>(c.out_of_range),
       static_cast<unsigned long long>(order_breaks), last_skipped, join(committed).c_str(), join(hw).c_str());
   std::fflush(stdout);
-  EXPECT_EQ(kills, kKills);
+  EXPECT_EQ(runs.kills, kKills);
   EXPECT_EQ(c.missing, 0u) << c.to_string();
   EXPECT_EQ(c.out_of_range, 0u) << c.to_string();
   EXPECT_EQ(c.value_mismatch, 0u) << c.to_string();

@@ -12,6 +12,7 @@
 #include "kc/consumer.hpp"
 #include "kc/embedded.hpp"
 #include "kc/producer.hpp"
+#include "mock/consumer_fixture.hpp"
 #include "support/kafka.hpp"
 
 namespace {
@@ -25,11 +26,7 @@ struct Seen {
 };
 
 kc::ConsumerConfig config_for(const kc::EmbeddedBroker& broker, const std::string& assignor) {
-  kc::ConsumerConfig c;
-  c.bootstrap_servers = broker.bootstrap_servers();
-  c.group = "mock-group-" + assignor;
-  c.topics = {"orders"};
-  c.from_beginning = true;
+  auto c = kc::test::mock_consumer_config(broker, "mock-group-" + assignor, "orders");
   c.commit.every_messages = 100;
   c.commit.interval = std::chrono::milliseconds(200);
   c.shutdown_timeout = std::chrono::milliseconds(10000);

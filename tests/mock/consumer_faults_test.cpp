@@ -20,6 +20,7 @@
 #include "kc/exactly_once.hpp"
 #include "kc/metrics.hpp"
 #include "kc/producer.hpp"
+#include "mock/consumer_fixture.hpp"
 #include "support/common.hpp"
 #include "support/http.hpp"
 #include "support/kafka.hpp"
@@ -56,12 +57,7 @@ class ConsumerFaults : public ::testing::Test {
   }
 
   kc::ConsumerConfig config(const std::string& topic, const std::string& group) const {
-    kc::ConsumerConfig c;
-    c.bootstrap_servers = broker_.bootstrap_servers();
-    c.group = group;
-    c.topics = {topic};
-    c.from_beginning = true;
-    return c;
+    return kc::test::mock_consumer_config(broker_, group, topic);
   }
 
   rd_kafka_mock_cluster_t* mock() { return static_cast<rd_kafka_mock_cluster_t*>(broker_.raw()); }
@@ -493,11 +489,7 @@ TEST(ConsumerFaultsThreeBrokers, ExactlyOnceCommitsEveryPartitionWithOutput) {
   for (const auto e : errors) {
     rd_kafka_mock_broker_push_request_error_rtts(mock, 3, kProduceApiKey, 1, e, 0);
   }
-  kc::ConsumerConfig cfg;
-  cfg.bootstrap_servers = broker.bootstrap_servers();
-  cfg.group = "eos-fence";
-  cfg.topics = {"src"};
-  cfg.from_beginning = true;
+  auto cfg = kc::test::mock_consumer_config(broker, "eos-fence", "src");
   cfg.dead_letter.enabled = true;
   cfg.dead_letter.write_backoff = 500ms;
   cfg.dead_letter.write_backoff_max = 500ms;

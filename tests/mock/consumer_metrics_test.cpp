@@ -17,6 +17,7 @@
 #include "kc/error.hpp"
 #include "kc/metrics.hpp"
 #include "kc/producer.hpp"
+#include "mock/consumer_fixture.hpp"
 #include "support/http.hpp"
 
 namespace {
@@ -30,8 +31,10 @@ std::string url(const kc::Consumer& c, const std::string& path) {
   return "http://127.0.0.1:" + std::to_string(c.metrics_port()) + path;
 }
 
-class ConsumerMetrics : public ::testing::Test {
+class ConsumerMetrics : public kc::test::OneTopicOnMock {
  protected:
+  ConsumerMetrics() : OneTopicOnMock("orders", kPartitions, 1500ms) {}
+
   void SetUp() override {
     broker_.create_topic("orders", kPartitions);
     broker_.create_topic("orders.dead-letter", kPartitions);
@@ -45,19 +48,12 @@ class ConsumerMetrics : public ::testing::Test {
   }
 
   kc::ConsumerConfig config(const std::string& group) const {
-    kc::ConsumerConfig c;
-    c.bootstrap_servers = broker_.bootstrap_servers();
-    c.group = group;
-    c.topics = {"orders"};
-    c.from_beginning = true;
-    c.idle_exit = 1500ms;
+    auto c = OneTopicOnMock::config(group);
     c.set("metrics.port", "0");
     c.set("metrics.bind", "127.0.0.1");
     c.set("metrics.statistics_interval_ms", "200");
     return c;
   }
-
-  kc::EmbeddedBroker broker_{1};
 };
 
 TEST_F(ConsumerMetrics, CountersMatchWhatTheHandlerSaw) {

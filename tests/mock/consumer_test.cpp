@@ -11,15 +11,17 @@
 #include "kc/embedded.hpp"
 #include "kc/error.hpp"
 #include "kc/producer.hpp"
-#include "support/kafka.hpp"
+#include "mock/consumer_fixture.hpp"
 
 namespace {
 
 constexpr int kPartitions = 2;
 constexpr int kPerPartition = 1000;
 
-class ConsumerOnMock : public ::testing::Test {
+class ConsumerOnMock : public kc::test::OneTopicOnMock {
  protected:
+  ConsumerOnMock() : OneTopicOnMock("t", kPartitions, std::chrono::milliseconds(1500)) {}
+
   void SetUp() override {
     broker_.create_topic("t", kPartitions);
     kc::Producer p({broker_.bootstrap_servers(), {}});
@@ -29,22 +31,6 @@ class ConsumerOnMock : public ::testing::Test {
     }
     ASSERT_TRUE(p.flush(std::chrono::seconds(30)));
   }
-
-  kc::ConsumerConfig config(const std::string& group) const {
-    kc::ConsumerConfig c;
-    c.bootstrap_servers = broker_.bootstrap_servers();
-    c.group = group;
-    c.topics = {"t"};
-    c.from_beginning = true;
-    c.idle_exit = std::chrono::milliseconds(1500);
-    return c;
-  }
-
-  std::vector<std::int64_t> committed(const std::string& group) const {
-    return kc::test::committed_offsets(broker_.bootstrap_servers(), group, "t", kPartitions);
-  }
-
-  kc::EmbeddedBroker broker_{1};
 };
 
 TEST_F(ConsumerOnMock, PermanentFailureWithoutDeadLetterTopicStopsOnlyItsPartition) {

@@ -15,6 +15,7 @@
 #include "kc/deadletter.hpp"
 #include "kc/embedded.hpp"
 #include "kc/producer.hpp"
+#include "mock/consumer_fixture.hpp"
 #include "support/kafka.hpp"
 
 namespace {
@@ -41,11 +42,7 @@ struct Record {
 };
 
 std::vector<Record> read_all(const kc::EmbeddedBroker& broker, const std::string& topic, const std::string& group) {
-  kc::ConsumerConfig cfg;
-  cfg.bootstrap_servers = broker.bootstrap_servers();
-  cfg.group = group;
-  cfg.topics = {topic};
-  cfg.from_beginning = true;
+  auto cfg = kc::test::mock_consumer_config(broker, group, topic);
   cfg.idle_exit = 1500ms;
   std::vector<Record> out;
   kc::Consumer c(cfg, [&](const kc::Message& m) {
@@ -65,9 +62,11 @@ std::vector<Record> read_all(const kc::EmbeddedBroker& broker, const std::string
   return out;
 }
 
-class DeadLetters : public ::testing::Test {
+class DeadLetters : public kc::test::OneTopicOnMock {
  protected:
   static constexpr int kRecords = 400;
+
+  DeadLetters() : OneTopicOnMock("src", 2, 1500ms) {}
 
   void SetUp() override {
     broker_.create_topic("src", 2);
@@ -87,12 +86,7 @@ class DeadLetters : public ::testing::Test {
   }
 
   kc::ConsumerConfig config(const std::string& group) const {
-    kc::ConsumerConfig cfg;
-    cfg.bootstrap_servers = broker_.bootstrap_servers();
-    cfg.group = group;
-    cfg.topics = {"src"};
-    cfg.from_beginning = true;
-    cfg.idle_exit = 1500ms;
+    auto cfg = OneTopicOnMock::config(group);
     cfg.dead_letter.enabled = true;
     cfg.dead_letter.headers = kc::DeadLetterHeaders::both;
     return cfg;
@@ -107,8 +101,6 @@ class DeadLetters : public ::testing::Test {
     }
     return kc::Outcome::done;
   }
-
-  kc::EmbeddedBroker broker_{1};
 };
 
 TEST_F(DeadLetters, KeepOriginalBytesAndCarryMetadata) {
@@ -152,7 +144,7 @@ TEST_F(DeadLetters, KeepOriginalBytesAndCarryMetadata) {
     EXPECT_EQ(decoded, source_offset);
     EXPECT_EQ(d.header(kc::kSpringExceptionFqcn), "kc::PermanentError");
   }
-  const auto off = kc::test::committed_offsets(broker_.bootstrap_servers(), "dlq", "src", 2);
+  const auto off = committed("dlq");
   EXPECT_EQ(off[0], kRecords / 2);
   EXPECT_EQ(off[1], kRecords / 2);
 }
@@ -196,7 +188,7 @@ TEST_F(DeadLetters, UnwritableTopicHoldsTheCommitPointUntilItRecovers) {
   kc::Consumer c(cfg, [&](const kc::Message& m) {
     if (kc::to_int(m.partition()) == 0 && kc::to_int(m.offset()) == 150) {
       // By now the dead letter of offset 0 has been failing for a while.
-      committed_during_outage = kc::test::committed_offsets(broker_.bootstrap_servers(), "dlq-outage", "src", 2);
+      committed_during_outage = committed("dlq-outage");
     }
     return poison_handler(m);
   });
@@ -210,7 +202,7 @@ TEST_F(DeadLetters, UnwritableTopicHoldsTheCommitPointUntilItRecovers) {
   EXPECT_EQ(r.stats.dead_lettered, static_cast<std::uint64_t>(kRecords / 10));
   const auto dead = read_all(broker_, "src.dead-letter", "reader-outage");
   EXPECT_EQ(dead.size(), static_cast<std::size_t>(kRecords / 10)) << "every poison record is in the dead-letter topic";
-  const auto off = kc::test::committed_offsets(broker_.bootstrap_servers(), "dlq-outage", "src", 2);
+  const auto off = committed("dlq-outage");
   EXPECT_EQ(off[0], kRecords / 2);
   EXPECT_EQ(off[1], kRecords / 2);
 }
@@ -232,11 +224,7 @@ TEST(RetryTopics, FailedRecordsGoThroughRetryTopicsThenTheDeadLetterTopic) {
     }
     ASSERT_TRUE(p.flush(10s));
   }
-  kc::ConsumerConfig cfg;
-  cfg.bootstrap_servers = broker.bootstrap_servers();
-  cfg.group = "retry-topics";
-  cfg.topics = {"orders"};
-  cfg.from_beginning = true;
+  auto cfg = kc::test::mock_consumer_config(broker, "retry-topics", "orders");
   cfg.idle_exit = 2000ms;
   cfg.retry.use_topics = true;
   cfg.retry.max_attempts = 3;

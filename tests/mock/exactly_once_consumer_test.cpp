@@ -17,6 +17,7 @@
 #include "kc/error.hpp"
 #include "kc/exactly_once.hpp"
 #include "kc/producer.hpp"
+#include "mock/consumer_fixture.hpp"
 
 namespace {
 
@@ -163,11 +164,7 @@ void produce(const kc::EmbeddedBroker& broker, const std::string& topic, int n) 
 }
 
 kc::ConsumerConfig config(const kc::EmbeddedBroker& broker, const std::string& topic) {
-  kc::ConsumerConfig c;
-  c.bootstrap_servers = broker.bootstrap_servers();
-  c.group = topic + "-g";
-  c.topics = {topic};
-  c.from_beginning = true;
+  auto c = kc::test::mock_consumer_config(broker, topic + "-g", topic);
   c.commit.every_messages = 200;
   c.commit.interval = std::chrono::milliseconds(100);
   c.retry.backoff = std::chrono::milliseconds(10);

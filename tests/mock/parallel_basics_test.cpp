@@ -16,8 +16,8 @@
 #include "kc/embedded.hpp"
 #include "kc/error.hpp"
 #include "kc/producer.hpp"
+#include "mock/consumer_fixture.hpp"
 #include "offsets/metadata.hpp"
-#include "support/kafka.hpp"
 #include "support/parallel.hpp"
 
 namespace {
@@ -28,8 +28,10 @@ constexpr int kKeys = 50;
 
 kc::Bytes bytes(const std::string& s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
 
-class ParallelOnMock : public ::testing::Test {
+class ParallelOnMock : public kc::test::OneTopicOnMock {
  protected:
+  ParallelOnMock() : OneTopicOnMock("t", kPartitions, std::chrono::milliseconds(1500)) {}
+
   void SetUp() override {
     broker_.create_topic("t", kPartitions);
     kc::Producer p({broker_.bootstrap_servers(), {}});
@@ -40,22 +42,6 @@ class ParallelOnMock : public ::testing::Test {
     }
     ASSERT_TRUE(p.flush(std::chrono::seconds(30)));
   }
-
-  kc::ConsumerConfig config(const std::string& group) const {
-    kc::ConsumerConfig c;
-    c.bootstrap_servers = broker_.bootstrap_servers();
-    c.group = group;
-    c.topics = {"t"};
-    c.from_beginning = true;
-    c.idle_exit = std::chrono::milliseconds(1500);
-    return c;
-  }
-
-  std::vector<std::int64_t> committed(const std::string& group) const {
-    return kc::test::committed_offsets(broker_.bootstrap_servers(), group, "t", kPartitions);
-  }
-
-  kc::EmbeddedBroker broker_{1};
 };
 
 struct Seen {

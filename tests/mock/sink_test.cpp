@@ -16,6 +16,7 @@
 #include "kc/embedded.hpp"
 #include "kc/producer.hpp"
 #include "kc/sink.hpp"
+#include "mock/consumer_fixture.hpp"
 
 namespace {
 
@@ -55,11 +56,7 @@ TEST(JsonLinesSink, KeepsEveryByteOfAwkwardRecords) {
     kc::JsonDecoder decoder;
     std::string json;
     std::string error;
-    kc::ConsumerConfig cfg;
-    cfg.bootstrap_servers = broker.bootstrap_servers();
-    cfg.group = "sink";
-    cfg.topics = {"odd"};
-    cfg.from_beginning = true;
+    auto cfg = kc::test::mock_consumer_config(broker, "sink", "odd");
     cfg.max_messages = 4;
     kc::ConsumerHooks hooks;
     hooks.before_commit = [&] { sink->flush(); };

@@ -30,6 +30,9 @@ std::vector<SinkRecord> read_jsonl(const std::filesystem::path& path, std::strin
   }
   std::vector<SinkRecord> out;
   simdjson::dom::parser parser;
+  // The DOM keeps no source text; the On-Demand API gives the value's text
+  // as written (SinkRecord::value_json) from a second pass over the line.
+  simdjson::ondemand::parser raw_parser;
   std::size_t pos = 0;
   std::size_t line_no = 0;
   while (pos < text.size()) {
@@ -69,6 +72,15 @@ std::vector<SinkRecord> read_jsonl(const std::filesystem::path& path, std::strin
     }
     std::string_view encoding;
     r.value_base64 = !doc["value_encoding"].get(encoding) && encoding == "base64";
+    const simdjson::padded_string padded(line);
+    simdjson::ondemand::document raw_doc;
+    simdjson::ondemand::value raw_value;
+    std::string_view raw;
+    if (raw_parser.iterate(padded).get(raw_doc) || raw_doc["value"].get(raw_value) ||
+        simdjson::to_json_string(raw_value).get(raw)) {
+      throw bad("the value's text cannot be read back");
+    }
+    r.value_json = std::string(raw);
     out.push_back(std::move(r));
   }
   return out;

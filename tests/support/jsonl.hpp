@@ -18,6 +18,10 @@ struct SinkRecord {
   /// document's minified JSON text when the sink wrote one (--value-format json).
   std::optional<std::string> value;
   bool value_base64 = false;         ///< the sink wrote "value_encoding":"base64"
+  /// The value's JSON text exactly as the sink wrote it: `null`, a quoted
+  /// string with its escapes, or a document byte for byte (where `value`
+  /// holds the document as simdjson re-serializes it).
+  std::string value_json;
 };
 
 /// Parses every line of `path` (simdjson). Tolerates nothing: a missing file,

@@ -36,6 +36,7 @@
 #include "kc/deadletter.hpp"
 #include "kc/embedded.hpp"
 #include "kc/producer.hpp"
+#include "mock/consumer_fixture.hpp"
 #include "offsets/metadata.hpp"
 #include "support/common.hpp"
 #include "support/kafka.hpp"
@@ -95,11 +96,7 @@ class ParallelOnMock : public ::testing::Test {
   }
 
   kc::ConsumerConfig config(const std::string& group, const std::string& topic) const {
-    kc::ConsumerConfig c;
-    c.bootstrap_servers = broker_.bootstrap_servers();
-    c.group = group;
-    c.topics = {topic};
-    c.from_beginning = true;
+    auto c = kc::test::mock_consumer_config(broker_, group, topic);
     // Frequent commits, so the samplers below see many commit points.
     c.commit.every_messages = 100;
     c.commit.interval = 100ms;
