@@ -1,6 +1,6 @@
 // Text helpers shared by the sinks, the dead-letter writer, the tool and the
-// schema modules: JSON string escaping, base64 and UTC timestamps. Private to
-// kc.
+// schema modules: JSON string escaping, hex, base64 and UTC timestamps.
+// Private to kc.
 #pragma once
 
 #include <chrono>
@@ -37,6 +37,17 @@ inline void append_json_escaped(std::string& out, std::string_view s) {
     }
   }
   out.append(s.data() + run, s.size() - run);
+}
+
+/// Appends `in` as lowercase hex, two digits a byte.
+inline void append_hex(std::string& out, std::string_view in) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.reserve(out.size() + 2 * in.size());
+  for (const char ch : in) {
+    const auto c = static_cast<unsigned char>(ch);
+    out += kHex[c >> 4];
+    out += kHex[c & 0xf];
+  }
 }
 
 // Base64 by hand rather than OpenSSL's EVP_EncodeBlock: the schema modules
