@@ -251,6 +251,33 @@ std::map<std::string, int> ensure_topics(const std::string& bootstrap,
   return out;
 }
 
+void append_dead_letter_headers(const DeadLetterMetadata& md, DeadLetterHeaders format,
+                                std::vector<std::pair<std::string, std::optional<std::string>>>& headers) {
+  const auto add = [&](std::string_view n, std::string v) { headers.emplace_back(std::string(n), std::move(v)); };
+  if (format != DeadLetterHeaders::spring) {
+    add(kHeaderSourceTopic, std::string(md.source_topic));
+    add(kHeaderSourcePartition, std::to_string(md.source_partition));
+    add(kHeaderSourceOffset, std::to_string(md.source_offset));
+    add(kHeaderSourceTimestamp, std::to_string(md.source_timestamp));
+    add(kHeaderGroup, std::string(md.group));
+    add(kHeaderErrorType, std::string(md.error_type));
+    add(kHeaderErrorMessage, std::string(md.error_message));
+    add(kHeaderAttempts, std::to_string(md.attempts));
+    add(kHeaderFailedAt, std::string(md.failed_at));
+  }
+  if (format != DeadLetterHeaders::kc) {
+    add(kSpringOriginalTopic, std::string(md.source_topic));
+    add(kSpringOriginalPartition, big_endian<std::int32_t>(md.source_partition));
+    add(kSpringOriginalOffset, big_endian<std::int64_t>(md.source_offset));
+    add(kSpringOriginalTimestamp, big_endian<std::int64_t>(md.source_timestamp));
+    add(kSpringOriginalTimestampType,
+        md.timestamp_type == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME ? "LogAppendTime" : "CreateTime");
+    add(kSpringOriginalConsumerGroup, std::string(md.group));
+    add(kSpringExceptionFqcn, std::string(md.error_type));
+    add(kSpringExceptionMessage, std::string(md.error_message));
+  }
+}
+
 DeadLetterWriter::DeadLetterWriter(const std::string& bootstrap, const std::map<std::string, std::string>& client_props,
                                    DeadLetterPolicy policy, std::string group)
     : policy_(std::move(policy)), group_(std::move(group)), producer_(producer_config(bootstrap, client_props)) {
@@ -454,29 +481,18 @@ std::unique_ptr<DeadLetterWriter::Entry> DeadLetterWriter::make_dead_letter(cons
     message.resize(policy_.max_error_message);
     message += "...";
   }
-  const auto add = [&](std::string_view n, std::string v) { e->headers.emplace_back(std::string(n), std::move(v)); };
-  if (policy_.headers != DeadLetterHeaders::spring) {
-    add(kHeaderSourceTopic, e->source.topic);
-    add(kHeaderSourcePartition, std::to_string(m->partition));
-    add(kHeaderSourceOffset, std::to_string(m->offset));
-    add(kHeaderSourceTimestamp, std::to_string(e->timestamp));
-    add(kHeaderGroup, group_);
-    add(kHeaderErrorType, cause.type);
-    add(kHeaderErrorMessage, message);
-    add(kHeaderAttempts, std::to_string(cause.attempts));
-    add(kHeaderFailedAt, iso8601_utc(epoch_ms_now()));
-  }
-  if (policy_.headers != DeadLetterHeaders::kc) {
-    add(kSpringOriginalTopic, e->source.topic);
-    add(kSpringOriginalPartition, big_endian<std::int32_t>(m->partition));
-    add(kSpringOriginalOffset, big_endian<std::int64_t>(m->offset));
-    add(kSpringOriginalTimestamp, big_endian<std::int64_t>(e->timestamp));
-    add(kSpringOriginalTimestampType,
-        e->timestamp_type == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME ? "LogAppendTime" : "CreateTime");
-    add(kSpringOriginalConsumerGroup, group_);
-    add(kSpringExceptionFqcn, cause.type);
-    add(kSpringExceptionMessage, message);
-  }
+  const std::string failed_at = policy_.headers != DeadLetterHeaders::spring ? iso8601_utc(epoch_ms_now()) : "";
+  append_dead_letter_headers({.source_topic = e->source.topic,
+                              .source_partition = m->partition,
+                              .source_offset = m->offset,
+                              .source_timestamp = e->timestamp,
+                              .timestamp_type = e->timestamp_type,
+                              .group = group_,
+                              .error_type = cause.type,
+                              .error_message = message,
+                              .attempts = cause.attempts,
+                              .failed_at = failed_at},
+                             policy_.headers, e->headers);
   // From a retry topic, the dead letter goes where the record's own topic's would.
   std::string origin = e->source.topic;
   for (const auto& [n, v] : e->headers) {

@@ -14,8 +14,10 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "kc/deadletter.hpp"
@@ -66,6 +68,28 @@ struct DeadLetterCause {
   std::string message;
   int attempts = 1;
 };
+
+/// What the metadata headers of a dead letter say about its record.
+struct DeadLetterMetadata {
+  std::string_view source_topic;
+  std::int32_t source_partition = 0;
+  std::int64_t source_offset = -1;
+  std::int64_t source_timestamp = -1;  ///< ms since the epoch
+  int timestamp_type = 0;              ///< rd_kafka_timestamp_type_t
+  std::string_view group;
+  std::string_view error_type;
+  std::string_view error_message;  ///< as written (cut already)
+  int attempts = 1;
+  std::string_view failed_at;  ///< UTC, ISO 8601; not used for Spring's headers
+};
+
+/// Appends the metadata headers of a dead letter to `headers`: kc's
+/// kc.dlq.* (all text) unless `format` is spring, then Spring's kafka_dlt-*
+/// (partition, offset and timestamp as big-endian integers) unless it is kc.
+/// read_dead_letter() (reader.hpp) reads them back. Pure; any thread;
+/// throws only std::bad_alloc.
+void append_dead_letter_headers(const DeadLetterMetadata& md, DeadLetterHeaders format,
+                                std::vector<std::pair<std::string, std::optional<std::string>>>& headers);
 
 /// Produces dead letters with a kc::Producer (kc's one producer path, its
 /// defaults: idempotent, acks=all) that never blocks: a full queue is a

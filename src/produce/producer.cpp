@@ -7,7 +7,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
-#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -17,6 +16,7 @@
 #include "produce/producev.hpp"
 #include "rdkafka/handles.hpp"
 #include "rdkafka/log.hpp"
+#include "rdkafka/metadata.hpp"
 
 namespace kc {
 
@@ -352,30 +352,14 @@ std::optional<int> Producer::partition_count(std::string_view topic, std::chrono
                                              std::error_code& ec) noexcept {
   ec.clear();
   try {
-    const std::string name(topic);
-    detail::TopicPtr rkt(rd_kafka_topic_new(impl_->rk.get(), name.c_str(), nullptr));
-    if (!rkt) {
-      ec = errc::kafka;
-      return std::nullopt;
+    const auto n = detail::topic_partition_count(impl_->rk.get(), std::string(topic), timeout);
+    if (n.partitions || n.missing) {
+      return n.partitions;
     }
-    const rd_kafka_metadata_t* raw = nullptr;
-    const auto err = rd_kafka_metadata(
-        impl_->rk.get(), 0, rkt.get(), &raw,
-        static_cast<int>(std::clamp<std::int64_t>(timeout.count(), 1, std::numeric_limits<int>::max())));
-    const detail::MetadataPtr md(raw);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1) {
-      const auto& t = md->topics[0];
-      if (t.err == RD_KAFKA_RESP_ERR_NO_ERROR && t.partition_cnt > 0) {
-        return t.partition_cnt;
-      }
-      if (t.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-        return std::nullopt;
-      }
-    }
-    ec = errc::kafka;
   } catch (...) {
-    ec = errc::kafka;
+    // a name librdkafka refuses, or std::bad_alloc: no count either
   }
+  ec = errc::kafka;
   return std::nullopt;
 }
 

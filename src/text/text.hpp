@@ -137,6 +137,17 @@ void append_json_escaped_lossy(Out& out, std::string_view s) {
   append_json_escaped(out, s.substr(run));
 }
 
+/// Appends `in` as lowercase hex, two digits a byte.
+inline void append_hex(std::string& out, std::string_view in) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.reserve(out.size() + 2 * in.size());
+  for (const char ch : in) {
+    const auto c = static_cast<unsigned char>(ch);
+    out += kHex[c >> 4];
+    out += kHex[c & 0xf];
+  }
+}
+
 // Base64 by hand rather than OpenSSL's EVP_EncodeBlock: the schema modules
 // (kc_base, kc_schema_*) link no OpenSSL.
 inline constexpr char kBase64Alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

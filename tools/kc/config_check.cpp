@@ -21,11 +21,11 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "json_out.hpp"
 #include "kc/config.hpp"
 #include "kc/error.hpp"
 #include "kc/log.hpp"
 #include "kc/schema.hpp"
-#include "text/text.hpp"
 #include "rdkafka/handles.hpp"
 
 extern char** environ;
@@ -127,12 +127,6 @@ std::string toml_key(std::string_view key) {
   return std::string(key);  // kc's keys: bare dotted keys
 }
 
-std::string json_string(std::string_view s) {
-  spdlog::memory_buf_t buf;
-  detail::append_json_escaped_lossy(buf, s);
-  return "\"" + std::string(buf.data(), buf.size()) + "\"";
-}
-
 }  // namespace
 
 CLI::App* add_config_command(CLI::App& app, ConfigCheckOptions& o) {
@@ -198,15 +192,22 @@ int run_config_check(const ConfigCheckOptions& o) {
   const auto settings = cfg.effective(true);
   std::string out;
   if (o.json) {
-    out = "{\"file\":" + json_string(o.file) + ",\"ok\":true,\"warnings\":[";
-    for (std::size_t i = 0; i < warnings.size(); ++i) {
-      out += (i == 0 ? "" : ",") + json_string(log::redact(warnings[i]));
+    // Any bytes escaped (a file name need not be UTF-8): the output is JSON whatever the input.
+    JsonArray warning_list;
+    for (const auto& w : warnings) {
+      warning_list.raw(json_string(log::redact(w), JsonText::any_bytes));
     }
-    out += "],\"config\":{";
-    for (std::size_t i = 0; i < settings.size(); ++i) {
-      out += (i == 0 ? "" : ",") + json_string(settings[i].first) + ":" + json_string(settings[i].second);
+    JsonObject config(JsonText::any_bytes);
+    for (const auto& [key, value] : settings) {
+      config.str(key, value);
     }
-    out += "}}\n";
+    out = JsonObject(JsonText::any_bytes)
+              .str("file", o.file)
+              .raw("ok", "true")
+              .raw("warnings", warning_list.done())
+              .raw("config", config.done())
+              .done() +
+          "\n";
   } else {
     out = "# kc config check " + o.file + ": OK" +
           (warnings.empty() ? "" : " (" + std::to_string(warnings.size()) + " warnings on stderr)") +

@@ -30,12 +30,12 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "json_out.hpp"
 #include "kc/config.hpp"
 #include "kc/error.hpp"
 #include "kc/log.hpp"
 #include "rdkafka/handles.hpp"
 #include "rdkafka/log.hpp"
-#include "text/text.hpp"
 
 extern char** environ;
 
@@ -268,35 +268,31 @@ std::string or_dash(const std::optional<std::int64_t>& v) {
   return v ? std::to_string(*v) : "-";
 }
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  detail::append_json_escaped(out, s);
-  out += '"';
-  return out;
-}
-
-std::string json_number(const std::optional<std::int64_t>& v) {
-  return v ? std::to_string(*v) : "null";
-}
-
 void print_json(const std::string& group, const GroupInfo& info, const std::vector<Row>& rows, std::int64_t total) {
-  std::string out = "{\"group\":" + json_string(group) + ",\"state\":" + json_string(info.state) +
-                    ",\"type\":" + json_string(info.type) + ",\"partitions\":[";
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    const auto& r = rows[i];
-    out += i == 0 ? "" : ",";
-    out += "{\"topic\":" + json_string(r.topic) + ",\"partition\":" + std::to_string(r.partition) +
-           ",\"committed\":" + json_number(r.committed) + ",\"end\":" + json_number(r.end) +
-           ",\"lag\":" + json_number(r.lag()) + ",\"owner\":";
+  JsonArray partitions;
+  for (const auto& r : rows) {
+    JsonObject row;
+    row.str("topic", r.topic).num("partition", r.partition).num("committed", r.committed).num("end", r.end);
+    row.num("lag", r.lag());
     if (r.owner) {
-      out += "{\"member_id\":" + json_string(r.owner->member_id) + ",\"client_id\":" + json_string(r.owner->client_id) +
-             ",\"host\":" + json_string(r.owner->host) + "}";
+      row.raw("owner", JsonObject()
+                           .str("member_id", r.owner->member_id)
+                           .str("client_id", r.owner->client_id)
+                           .str("host", r.owner->host)
+                           .done());
     } else {
-      out += "null";
+      row.raw("owner", "null");
     }
-    out += "}";
+    partitions.raw(row.done());
   }
-  out += "],\"total_lag\":" + std::to_string(total) + "}\n";
+  const auto out = JsonObject()
+                       .str("group", group)
+                       .str("state", info.state)
+                       .str("type", info.type)
+                       .raw("partitions", partitions.done())
+                       .num("total_lag", total)
+                       .done() +
+                   "\n";
   std::fputs(out.c_str(), stdout);
 }
 
