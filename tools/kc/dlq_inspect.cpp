@@ -25,6 +25,7 @@
 #include "kc/log.hpp"
 #include "kc/message.hpp"
 #include "progress.hpp"
+#include "rdkafka/watermarks.hpp"
 #include "text/text.hpp"
 
 namespace kc::tool {
@@ -191,8 +192,8 @@ int run_dlq_inspect(const DlqInspectOptions& o) {
   for (std::int32_t p = 0; p < *parts; ++p) {
     std::int64_t lo = 0;
     std::int64_t hi = 0;
-    const auto err =
-        rd_kafka_query_watermark_offsets(rk.get(), o.topic.c_str(), p, &lo, &hi, static_cast<int>(timeout.count()));
+    // Retried while the leader is settling (a topic created a moment ago).
+    const auto err = detail::query_watermarks(rk.get(), o.topic, p, lo, hi, timeout);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       throw Error(errc::kafka, fmt::format("watermarks of {}[{}]: {}", o.topic, p, rd_kafka_err2str(err)));
     }

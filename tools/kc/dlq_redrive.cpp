@@ -39,6 +39,7 @@
 #include "kc/message.hpp"
 #include "kc/producer.hpp"
 #include "progress.hpp"
+#include "rdkafka/watermarks.hpp"
 
 namespace kc::tool {
 
@@ -124,7 +125,7 @@ std::optional<std::uint64_t> backlog(const ClientSettings& client, const std::st
       const auto& tp = list->elems[i];
       std::int64_t lo = 0;
       std::int64_t hi = 0;
-      if (rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), tp.partition, &lo, &hi, kTimeoutMs) !=
+      if (detail::query_watermarks(rk.get(), topic, tp.partition, lo, hi, std::chrono::milliseconds(kTimeoutMs)) !=
           RD_KAFKA_RESP_ERR_NO_ERROR) {
         total.reset();
         break;
