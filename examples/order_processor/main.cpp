@@ -38,10 +38,10 @@
 #include <vector>
 
 #include "kc/consumer.hpp"
-#include "kc/retry.hpp"
 #include "kc/embedded.hpp"
 #include "kc/error.hpp"
 #include "kc/log.hpp"
+#include "kc/retry.hpp"
 #include "kc/sqlite_sink.hpp"
 
 namespace orders {

@@ -13,8 +13,8 @@
 #include <string>
 #include <utility>
 
-#include "kc/types.hpp"
 #include "kc/producer.hpp"
+#include "kc/types.hpp"
 
 namespace kc::detail {
 

@@ -22,10 +22,8 @@ constexpr bool watermarks_retriable(rd_kafka_resp_err_t e) noexcept {
     case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
     case RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE:
     case RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH:
-    case RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH:
-      return true;
-    default:
-      return false;
+    case RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH: return true;
+    default: return false;
   }
 }
 
@@ -40,8 +38,9 @@ inline rd_kafka_resp_err_t query_watermarks(rd_kafka_t* rk, const std::string& t
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    const auto err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &low, &high,
-                                                      static_cast<int>(std::clamp<std::int64_t>(left.count(), 1, INT_MAX)));
+    const auto err =
+        rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &low, &high,
+                                         static_cast<int>(std::clamp<std::int64_t>(left.count(), 1, INT_MAX)));
     if (!watermarks_retriable(err) || Clock::now() + kAgain >= deadline) {
       return err;
     }

@@ -22,9 +22,9 @@
 
 #include "kc/error.hpp"
 #include "rdkafka/log.hpp"
-#include "text/text.hpp"
 #include "source/conf.hpp"
 #include "source/consumer_impl.hpp"
+#include "text/text.hpp"
 
 namespace kc {
 

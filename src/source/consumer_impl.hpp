@@ -18,12 +18,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "kc/consumer.hpp"
-#include "kc/embedded.hpp"
-#include "kc/metrics.hpp"
 #include "deadletter/writer.hpp"
 #include "dispatch/dispatcher.hpp"
 #include "dispatch/workers.hpp"
+#include "kc/consumer.hpp"
+#include "kc/embedded.hpp"
+#include "kc/metrics.hpp"
 #include "offsets/metadata.hpp"
 #include "offsets/tracker.hpp"
 #include "rdkafka/handles.hpp"

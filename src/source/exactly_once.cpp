@@ -17,8 +17,8 @@
 #include <algorithm>
 
 #include "kc/error.hpp"
-#include "text/text.hpp"
 #include "source/consumer_impl.hpp"
+#include "text/text.hpp"
 
 namespace kc {
 

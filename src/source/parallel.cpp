@@ -18,8 +18,8 @@
 
 #include "kc/deadletter.hpp"
 #include "kc/error.hpp"
-#include "text/text.hpp"
 #include "source/consumer_impl.hpp"
+#include "text/text.hpp"
 
 namespace kc {
 

@@ -3,11 +3,12 @@
 // the sinks and the tool share one copy without a link dependency.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <array>
 #include <chrono>
 #include <cstdint>
 #include <ctime>
-#include <fmt/format.h>
 #include <string>
 #include <string_view>
 
@@ -205,8 +206,7 @@ inline std::string iso8601_utc(std::int64_t ms) {
 }
 
 inline std::int64_t epoch_ms_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 

@@ -27,8 +27,8 @@ TEST(ToolFaults, DlqInspectRidesOutALeaderElection) {
   broker.create_topic(dlq, 3);
   auto* mock = static_cast<rd_kafka_mock_cluster_t*>(broker.raw());
   rd_kafka_mock_push_request_errors(mock, kListOffsetsApiKey, 4, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-                                    RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-                                    RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
+                                    RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+                                    RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
   TempDir dir("kc-tool-faults-leader");
   const auto r = run_tool(dir, {"dlq", "inspect", "--topic", dlq, "-b", broker.bootstrap_servers(), "--json"}, 60s);
   ASSERT_TRUE(r.status.ok()) << describe(r);

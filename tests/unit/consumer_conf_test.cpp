@@ -70,8 +70,8 @@ TEST(ConsumerConf, TheUsersStrategyIsTheOnlyOneSet) {
   auto c = base();
   c.librdkafka["partition.assignment.strategy"] = "range,roundrobin";
   const auto l = consumer_conf(c, "b");
-  EXPECT_EQ(std::count_if(l.begin(), l.end(), [](const auto& kv) { return kv.first == "partition.assignment.strategy"; }),
-            1);
+  EXPECT_EQ(
+      std::count_if(l.begin(), l.end(), [](const auto& kv) { return kv.first == "partition.assignment.strategy"; }), 1);
   EXPECT_EQ(conf_value(l, "partition.assignment.strategy"), "range,roundrobin");
 }
 

@@ -60,8 +60,8 @@ TEST(Text, EveryEscapedStringParsesBackToItself) {
 
 TEST(Text, LossyReplacesEachInvalidSequenceAndEscapesDel) {
   EXPECT_EQ(escaped_lossy("ok \xc3\xa9"), "ok \xc3\xa9");
-  EXPECT_EQ(escaped_lossy("a\xff" "b"), "a\\ufffdb");
-  EXPECT_EQ(escaped_lossy("\xe2\x82"), "\\ufffd");             // truncated: one maximal subpart
+  EXPECT_EQ(escaped_lossy("a\xff\x62"), "a\\ufffdb");                 // \x62: 'b'
+  EXPECT_EQ(escaped_lossy("\xe2\x82"), "\\ufffd");                    // truncated: one maximal subpart
   EXPECT_EQ(escaped_lossy("\xed\xa0\x80"), "\\ufffd\\ufffd\\ufffd");  // a surrogate: not UTF-8
   EXPECT_EQ(escaped_lossy("x\x7fy\"\n"), "x\\u007fy\\\"\\n");
   std::mt19937 rng(11);
@@ -83,9 +83,13 @@ TEST(Text, EscapesIntoFmtBuffers) {
 }
 
 TEST(Text, Base64MatchesRfc4648AndDecodesBack) {
-  const std::pair<std::string_view, std::string_view> vectors[] = {
-      {"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"}, {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="},
-      {"foobar", "Zm9vYmFy"}};
+  const std::pair<std::string_view, std::string_view> vectors[] = {{"", ""},
+                                                                   {"f", "Zg=="},
+                                                                   {"fo", "Zm8="},
+                                                                   {"foo", "Zm9v"},
+                                                                   {"foob", "Zm9vYg=="},
+                                                                   {"fooba", "Zm9vYmE="},
+                                                                   {"foobar", "Zm9vYmFy"}};
   for (const auto& [in, want] : vectors) {
     std::string out = "prefix:";
     append_base64(out, in);

@@ -18,8 +18,8 @@
 #include <thread>
 #include <vector>
 
-#include "kc/retry.hpp"
 #include "kc/error.hpp"
+#include "kc/retry.hpp"
 
 namespace kc::detail {
 namespace {

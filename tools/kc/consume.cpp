@@ -24,15 +24,15 @@
 #include <vector>
 
 #include "commands.hpp"
-#include "kc/embedded.hpp"
-#include "outputs.hpp"
 #include "kc/consumer.hpp"
-#include "kc/retry.hpp"
 #include "kc/decode.hpp"
+#include "kc/embedded.hpp"
 #include "kc/error.hpp"
 #include "kc/log.hpp"
+#include "kc/retry.hpp"
 #include "kc/schema.hpp"
 #include "kc/sink.hpp"
+#include "outputs.hpp"
 
 extern char** environ;
 

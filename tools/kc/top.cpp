@@ -274,8 +274,8 @@ class View {
         over = "last interval";
       }
     }
-    out_ += fmt::format("{} p50 {}  p99 {}  ({})\n", label, as_seconds(quantile(now, 0.5)), as_seconds(quantile(now, 0.99)),
-                        over);
+    out_ += fmt::format("{} p50 {}  p99 {}  ({})\n", label, as_seconds(quantile(now, 0.5)),
+                        as_seconds(quantile(now, 0.99)), over);
   }
 
   void partitions(const std::vector<Sample>& s) {
