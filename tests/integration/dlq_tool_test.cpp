@@ -317,6 +317,32 @@ TEST(DlqInspect, ListsKcAndSpringDeadLettersWithTheirMetadata) {
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
 }
 
+// Metadata a peer wrote is any bytes: an error message and a header name
+// that are not UTF-8 (a Java client's default charset, a truncated string)
+// must still give JSON lines that parse. The reader shows such an error
+// message as hex; a header name keeps its valid part, each bad sequence as
+// U+FFFD.
+TEST(DlqInspect, JsonLinesParseWhateverBytesTheMetadataHolds) {
+  const auto bs = bootstrap();
+  const auto dlq = unique_name("kc-it-dlq-bytes");
+  create_topic(bs, dlq, 1);
+  Source s{"orders", 0, 5};
+  s.error_message = std::string("caf\xe9 \xff\x7f", 7);  // Latin-1 e-acute, a stray byte, DEL
+  Record o{"k", "v", {{std::string("h\xc3", 2), "x"}}};  // a header name cut inside a UTF-8 sequence
+  produce_records(bs, dlq, {dead_letter(o, kc_headers(s), 0)});
+  TempDir dir("kc-dlq-inspect-bytes");
+  const auto r = run_kc(dir, {"dlq", "inspect", "--topic", dlq, "-b", bs, "--json"});
+  ASSERT_TRUE(r.status.ok()) << describe(r);
+  std::unique_ptr<ParsedLines> json;
+  ASSERT_NO_THROW(json = std::make_unique<ParsedLines>(r.out)) << r.out;
+  ASSERT_EQ(json->lines.size(), 1u) << r.out;
+  const auto& l = json->lines[0];
+  EXPECT_EQ(l.str("error_message"), "hex:636166e920ff7f");
+  const auto headers = json_headers(l);
+  ASSERT_FALSE(headers.empty());
+  EXPECT_EQ(std::get<0>(headers[0]), "h\xef\xbf\xbd");
+}
+
 // An empty dead-letter topic: nothing to show, exit at once.
 TEST(DlqInspect, AnEmptyTopicShowsNothing) {
   const auto bs = bootstrap();

@@ -195,13 +195,13 @@ int run_config_check(const ConfigCheckOptions& o) {
     // Any bytes escaped (a file name need not be UTF-8): the output is JSON whatever the input.
     JsonArray warning_list;
     for (const auto& w : warnings) {
-      warning_list.raw(json_string(log::redact(w), JsonText::any_bytes));
+      warning_list.raw(json_string(log::redact(w)));
     }
-    JsonObject config(JsonText::any_bytes);
+    JsonObject config;
     for (const auto& [key, value] : settings) {
       config.str(key, value);
     }
-    out = JsonObject(JsonText::any_bytes)
+    out = JsonObject()
               .str("file", o.file)
               .raw("ok", "true")
               .raw("warnings", warning_list.done())

@@ -6,13 +6,9 @@
 
 namespace kc::tool {
 
-std::string json_string(std::string_view s, JsonText text) {
+std::string json_string(std::string_view s) {
   std::string out = "\"";
-  if (text == JsonText::utf8) {
-    detail::append_json_escaped(out, s);
-  } else {
-    detail::append_json_escaped_lossy(out, s);
-  }
+  detail::append_json_escaped_lossy(out, s);
   out += '"';
   return out;
 }
@@ -21,14 +17,14 @@ JsonObject& JsonObject::raw(std::string_view name, std::string_view json) {
   if (out_.size() > 1) {
     out_ += ',';
   }
-  out_ += json_string(name, text_);
+  out_ += json_string(name);
   out_ += ':';
   out_ += json;
   return *this;
 }
 
 JsonObject& JsonObject::str(std::string_view name, std::optional<std::string_view> v) {
-  return raw(name, v ? json_string(*v, text_) : "null");
+  return raw(name, v ? json_string(*v) : "null");
 }
 
 JsonObject& JsonObject::num(std::string_view name, std::optional<std::int64_t> v) {

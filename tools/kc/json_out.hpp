@@ -10,27 +10,15 @@
 
 namespace kc::tool {
 
-/// How a string is escaped.
-enum class JsonText {
-  /// Text known to be UTF-8 (detail::append_json_escaped, src/text):
-  /// quotes, backslashes and control characters escaped, other bytes as they are.
-  utf8,
-  /// Any bytes (detail::append_json_escaped_lossy, src/text): also each
-  /// invalid UTF-8 sequence as \ufffd and DEL as \u007f, so the output is
-  /// valid JSON whatever the input.
-  any_bytes,
-};
-
-/// `s` as a JSON string, quotes included.
-std::string json_string(std::string_view s, JsonText text = JsonText::utf8);
+/// `s` (any bytes: names and messages come from peers) as a JSON string,
+/// quotes included: detail::append_json_escaped_lossy (src/text), so each
+/// invalid UTF-8 sequence is \ufffd and the output parses whatever the input.
+std::string json_string(std::string_view s);
 
 /// Builds one JSON object. Not thread-safe (one builder, one thread); throws
 /// only std::bad_alloc.
 class JsonObject {
  public:
-  /// `text` escapes the member names and the str() values.
-  explicit JsonObject(JsonText text = JsonText::utf8) : text_(text) {}
-
   /// A member whose value is JSON already (a number, an array, ...).
   JsonObject& raw(std::string_view name, std::string_view json);
   /// A string member; null when `v` is nullopt.
@@ -41,7 +29,6 @@ class JsonObject {
   std::string done();
 
  private:
-  JsonText text_;
   std::string out_ = "{";
 };
 
