@@ -60,6 +60,16 @@ class ConsumerFaults : public ::testing::Test {
     return kc::test::mock_consumer_config(broker_, group, topic);
   }
 
+  // config() with no commit before the stop (neither count nor interval
+  // reaches it), so the stop's final commit is the only one; 10 s to stop.
+  kc::ConsumerConfig final_commit_only(const std::string& topic, const std::string& group) const {
+    auto c = config(topic, group);
+    c.shutdown_timeout = std::chrono::milliseconds(10000);
+    c.commit.every_messages = 1000000;
+    c.commit.interval = std::chrono::seconds(600);
+    return c;
+  }
+
   rd_kafka_mock_cluster_t* mock() { return static_cast<rd_kafka_mock_cluster_t*>(broker_.raw()); }
 
   kc::EmbeddedBroker broker_{1};
@@ -116,10 +126,7 @@ TEST_F(ConsumerFaults, StopWhileCommitsGetNoAnswerEndsInTime) {
 // churn run on the real broker).
 TEST_F(ConsumerFaults, FinalCommitThatMeetsARebalanceIsTriedAgain) {
   fill("t", 1, 1000);
-  auto cfg = config("t", "stop-meets-rebalance");
-  cfg.shutdown_timeout = 10000ms;
-  cfg.commit.every_messages = 1000000;
-  cfg.commit.interval = 600s;
+  auto cfg = final_commit_only("t", "stop-meets-rebalance");
   int handled = 0;
   kc::Consumer* self = nullptr;
   kc::Consumer c(cfg, [&](const kc::Message&) {
@@ -151,10 +158,7 @@ TEST_F(ConsumerFaults, FinalCommitThatMeetsARebalanceIsTriedAgain) {
 // trying to commit for them until its deadline.
 TEST_F(ConsumerFaults, FinalCommitOfALostAssignmentIsNotTriedAgain) {
   fill("t", 1, 1000);
-  auto cfg = config("t", "stop-lost");
-  cfg.shutdown_timeout = 10000ms;
-  cfg.commit.every_messages = 1000000;
-  cfg.commit.interval = 600s;
+  auto cfg = final_commit_only("t", "stop-lost");
   int handled = 0;
   kc::Consumer* self = nullptr;
   Clock::time_point stopped_at;
